@@ -1,0 +1,1 @@
+"""Test helpers: a strict in-process identity provider and loopback servers."""
