@@ -1,0 +1,324 @@
+"""Sans-IO plumbing: protocol logic is written once as generators, run by two drivers.
+
+A *flow* is a generator that yields effects and receives their results:
+
+- ``httpx.Request``  → the driver sends it to an identity provider and sends back the
+  ``httpx.Response`` (body read, size-capped); transport failures are *thrown into* the
+  flow as :class:`TransportFailure`, so retry policy lives in the protocol code;
+- :class:`StoreOp`   → the driver calls that method of the store (async or sync view);
+- :class:`Sleep`     → the driver waits (``anyio.sleep`` / ``time.sleep``);
+- :class:`Shared`    → single-flight: the driver runs ``Shared.flow()`` once per key at a
+  time; concurrent flows yielding the same key wait and receive the same result or
+  error (asyncio tasks under ASGI, threads under WSGI).
+
+:class:`AsyncDriver` (ASGI) and :class:`SyncDriver` (WSGI) own the I/O. No flow ever
+blocks an event loop, starts one, or hops threads (DESIGN "One core, two shells").
+
+Defends against (TR-02, TR-03): unbounded bodies from an identity provider, drip-fed
+responses (a total deadline), cross-origin redirects on metadata fetches, and any
+redirect on POST.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
+
+import anyio
+import httpx
+
+__all__ = [
+    "AsyncDriver",
+    "Effect",
+    "Flow",
+    "ResponseTooLarge",
+    "Shared",
+    "Sleep",
+    "StoreOp",
+    "SyncDriver",
+    "TransportFailure",
+    "send",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds`` before going on (backoff between retries)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOp:
+    """Call ``store.<name>(*args)`` on the driver's store and return its result."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """Run ``flow()`` once for ``key`` among concurrent callers and share its outcome."""
+
+    key: Hashable
+    flow: Callable[[], Flow[Any]]
+
+
+Effect: TypeAlias = "httpx.Request | StoreOp | Sleep | Shared"
+Flow: TypeAlias = Generator[Effect, Any, T]
+
+
+class TransportFailure(Exception):
+    """A request to an identity provider failed below HTTP.
+
+    ``reached`` is False only when the request provably never reached the server
+    (connection refused, connect timeout): only then may a refresh or a code redemption
+    be retried (RT-04, AC-08).
+    """
+
+    def __init__(self, message: str, *, reached: bool, timeout: bool) -> None:
+        super().__init__(message)
+        self.reached = reached
+        self.timeout = timeout
+
+
+class ResponseTooLarge(Exception):
+    """A response body exceeded the cap for its kind (TR-03)."""
+
+
+_MAX_BYTES_KEY = "authrelay.max_bytes"
+_DEADLINE_KEY = "authrelay.total_timeout"
+_REDIRECTS = 3
+
+
+def send(request: httpx.Request, *, max_bytes: int, total_timeout: float) -> Flow[httpx.Response]:
+    """Yield ``request`` with its limits attached; return the response (a sub-flow)."""
+    request.extensions[_MAX_BYTES_KEY] = max_bytes
+    request.extensions[_DEADLINE_KEY] = total_timeout
+    response: httpx.Response = yield request
+    return response
+
+
+def _translate(exc: httpx.HTTPError) -> TransportFailure:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return TransportFailure("connect timeout", reached=False, timeout=True)
+    if isinstance(exc, httpx.ConnectError):
+        return TransportFailure("connection failed", reached=False, timeout=False)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportFailure("timed out", reached=True, timeout=True)
+    return TransportFailure(type(exc).__name__, reached=True, timeout=False)
+
+
+def _next_redirect(
+    request: httpx.Request, response: httpx.Response, hops: int
+) -> httpx.Request | None:
+    """Follow a redirect only for GET, same origin, at most 3 hops (TR-02)."""
+    if not response.is_redirect or request.method != "GET" or hops >= _REDIRECTS:
+        return None
+    target = request.url.join(response.headers.get("location", ""))
+    if (target.scheme, target.host, target.port) != (
+        request.url.scheme,
+        request.url.host,
+        request.url.port,
+    ):
+        return None
+    follow = httpx.Request("GET", target, headers=request.headers)
+    follow.extensions.update(request.extensions)
+    return follow
+
+
+def _limits(request: httpx.Request) -> tuple[int, float]:
+    return (
+        int(request.extensions.get(_MAX_BYTES_KEY, 64 * 1024)),
+        float(request.extensions.get(_DEADLINE_KEY, 10.0)),
+    )
+
+
+class _AsyncCall:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class _SyncCall:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class AsyncDriver:
+    """Runs flows with an ``httpx.AsyncClient`` and an async store view (ASGI)."""
+
+    __slots__ = ("_inflight", "client", "store")
+
+    def __init__(self, client: httpx.AsyncClient, store: Any = None) -> None:
+        self.client = client
+        self.store = store
+        self._inflight: dict[Hashable, _AsyncCall] = {}
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to completion and return its value."""
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value, error = None, None
+            try:
+                value = await self._perform(effect)
+            except Exception as exc:  # delivered into the flow, which decides
+                error = exc
+
+    async def _perform(self, effect: Effect) -> Any:
+        if isinstance(effect, httpx.Request):
+            return await self._http(effect)
+        if isinstance(effect, StoreOp):
+            return await getattr(self.store, effect.name)(*effect.args)
+        if isinstance(effect, Shared):
+            return await self._shared(effect)
+        await anyio.sleep(effect.seconds)
+        return None
+
+    async def _shared(self, effect: Shared) -> Any:
+        call = self._inflight.get(effect.key)
+        if call is not None:
+            await call.done.wait()
+        else:
+            call = self._inflight[effect.key] = _AsyncCall()
+            try:
+                call.value = await self.run(effect.flow())
+            except Exception as exc:
+                call.error = exc
+            finally:
+                del self._inflight[effect.key]
+                call.done.set()
+        if call.error is not None:
+            raise call.error
+        return call.value
+
+    async def _http(self, request: httpx.Request) -> httpx.Response:
+        max_bytes, total = _limits(request)
+        try:
+            with anyio.fail_after(total):
+                for hops in range(_REDIRECTS + 1):
+                    response = await self.client.send(request, stream=True)
+                    try:
+                        body = bytearray()
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > max_bytes:
+                                raise ResponseTooLarge(f"response over {max_bytes} bytes")
+                    finally:
+                        await response.aclose()
+                    follow = _next_redirect(request, response, hops)
+                    if follow is None:
+                        break
+                    request = follow
+        except TimeoutError:
+            raise TransportFailure("total timeout", reached=True, timeout=True) from None
+        except httpx.HTTPError as exc:
+            raise _translate(exc) from None
+        return _buffered(response, bytes(body))
+
+
+class SyncDriver:
+    """Runs flows with an ``httpx.Client`` and a sync store (WSGI, any number of threads)."""
+
+    __slots__ = ("_inflight", "_lock", "client", "store")
+
+    def __init__(self, client: httpx.Client, store: Any = None) -> None:
+        self.client = client
+        self.store = store
+        self._inflight: dict[Hashable, _SyncCall] = {}
+        self._lock = threading.Lock()
+
+    def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to completion and return its value."""
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value, error = None, None
+            try:
+                value = self._perform(effect)
+            except Exception as exc:  # delivered into the flow, which decides
+                error = exc
+
+    def _perform(self, effect: Effect) -> Any:
+        if isinstance(effect, httpx.Request):
+            return self._http(effect)
+        if isinstance(effect, StoreOp):
+            return getattr(self.store, effect.name)(*effect.args)
+        if isinstance(effect, Shared):
+            return self._shared(effect)
+        time.sleep(effect.seconds)
+        return None
+
+    def _shared(self, effect: Shared) -> Any:
+        with self._lock:
+            call = self._inflight.get(effect.key)
+            leader = call is None
+            if call is None:
+                call = self._inflight[effect.key] = _SyncCall()
+        if leader:
+            try:
+                call.value = self.run(effect.flow())
+            except Exception as exc:
+                call.error = exc
+            finally:
+                with self._lock:
+                    del self._inflight[effect.key]
+                call.done.set()
+        else:
+            call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.value
+
+    def _http(self, request: httpx.Request) -> httpx.Response:
+        max_bytes, total = _limits(request)
+        deadline = time.monotonic() + total
+        try:
+            for hops in range(_REDIRECTS + 1):
+                response = self.client.send(request, stream=True)
+                try:
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            raise ResponseTooLarge(f"response over {max_bytes} bytes")
+                        if time.monotonic() > deadline:
+                            raise TransportFailure("total timeout", reached=True, timeout=True)
+                finally:
+                    response.close()
+                follow = _next_redirect(request, response, hops)
+                if follow is None:
+                    break
+                request = follow
+        except httpx.HTTPError as exc:
+            raise _translate(exc) from None
+        return _buffered(response, bytes(body))
+
+
+def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:
+    dropped = {"content-encoding", "content-length", "transfer-encoding"}
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )

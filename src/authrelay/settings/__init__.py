@@ -1,0 +1,222 @@
+"""One declarative settings object, validated once at start.
+
+Load from code (``Settings(...)``, ``Settings.model_validate(mapping)``), from a TOML file
+with ``${VAR}`` interpolation (:meth:`Settings.from_toml`) or from environment variables
+(:meth:`Settings.from_env`). Invalid settings raise :class:`~authrelay.ConfigurationError`
+listing every problem as ``field.path: reason``. Secrets are ``SecretStr`` and never shown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigurationError
+from ._base import Section
+from .connectors import ConnectorSettings
+from .core import (
+    BearerSettings,
+    ClientSettings,
+    HttpSettings,
+    RoutesSettings,
+    SessionSettings,
+    StoreSettings,
+)
+from .services import AgentSettings, ApiKeySettings, ServiceSettings
+
+__all__ = [
+    "AgentSettings",
+    "ApiKeySettings",
+    "BearerSettings",
+    "ClientSettings",
+    "ConnectorSettings",
+    "HttpSettings",
+    "RoutesSettings",
+    "ServiceSettings",
+    "SessionSettings",
+    "Settings",
+    "StoreSettings",
+]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+class Settings(Section):
+    """Everything authrelay needs, in one frozen object."""
+
+    secret_keys: list[SecretStr] = Field(default_factory=list)
+    """First key seals cookies and stored tokens; every key opens them (rotation)."""
+    dev_mode: bool = False
+    """Relaxes start-up checks for local development (memory store without keys)."""
+    public_base_url: str | None = None
+    """Where the app is reached (``https://app.example``); redirect URIs are built from it."""
+    trusted_proxies: list[str] = []
+    """Peers whose ``X-Forwarded-*`` headers are honoured (TR-05); empty by default."""
+    session: SessionSettings = SessionSettings()
+    bearer: BearerSettings | None = None
+    client: ClientSettings | None = None
+    connectors: dict[str, ConnectorSettings] = {}
+    agents: dict[str, AgentSettings] = {}
+    services: dict[str, ServiceSettings] = {}
+    store: StoreSettings = StoreSettings()
+    routes: RoutesSettings = RoutesSettings()
+    http: HttpSettings = HttpSettings()
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(_problems(exc)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate a mapping; raise :class:`ConfigurationError` naming each bad field."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigurationError(_problems(exc)) from None
+
+    @classmethod
+    def from_toml(
+        cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+    ) -> Self:
+        """Load a TOML file; ``${VAR}`` in strings is replaced from the environment."""
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(f"{file}: no such settings file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{file}: not valid TOML ({exc})") from None
+        missing: list[str] = []
+        data = _interpolate(data, os.environ if env is None else env, missing, "")
+        if missing:
+            raise ConfigurationError(missing)
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_env(cls, prefix: str = "AUTHRELAY_", *, env: Mapping[str, str] | None = None) -> Self:
+        """Load from environment variables: ``AUTHRELAY_BEARER__ISSUER=...``.
+
+        Nested fields are separated by ``__``; values that parse as JSON (lists, numbers,
+        booleans, objects) are taken as JSON, others as strings. ``AUTHRELAY_SECRET_KEYS``
+        may be a JSON list or a comma-separated list.
+        """
+        source = os.environ if env is None else env
+        data: dict[str, Any] = {}
+        for key, raw in source.items():
+            if not key.startswith(prefix):
+                continue
+            path = [part.lower() for part in key[len(prefix) :].split("__")]
+            value: Any
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+            if path == ["secret_keys"] and isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            node = data
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return cls.model_validate(data)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, ("**********" if name == "secret_keys" and value else value)
+
+    @field_validator("connectors", "services", "agents")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r}: names are lower-case letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _key_strength(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(value):
+            if len(key.get_secret_value().encode()) < 32:
+                raise ValueError(f"secret_keys[{index}] must be at least 32 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        problems: list[str] = []
+        if not self.secret_keys and not (self.dev_mode and self.store.url == "memory://"):
+            problems.append(
+                "secret_keys: at least one key is required (only dev_mode with the memory "
+                "store may run without; ST-02)"
+            )
+        default = self.routes.default_connector
+        if default is not None and default not in self.connectors:
+            problems.append(f"routes.default_connector: {default!r} is not a configured connector")
+        for name, service in self.services.items():
+            problems.extend(self._service_problems(name, service))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _service_problems(self, name: str, service: ServiceSettings) -> list[str]:
+        where = f"services.{name}"
+        problems: list[str] = []
+        needs_endpoint = service.flow in ("client_credentials", "token_exchange", "on_behalf_of")
+        if needs_endpoint and not (self.bearer or service.token_endpoint):
+            problems.append(
+                f"{where}.flow: {service.flow!r} needs bearer.issuer or {where}.token_endpoint"
+            )
+        if needs_endpoint and not (self.client or service.client):
+            problems.append(f"{where}.flow: {service.flow!r} needs client or {where}.client")
+        if service.flow == "forward" and self.bearer is None:
+            problems.append(f"{where}.flow: 'forward' needs [bearer] (the caller's token)")
+        if service.flow == "connector" and service.connector not in self.connectors:
+            problems.append(
+                f"{where}.connector: {service.connector!r} is not a configured connector"
+            )
+        if service.actor is not None and service.actor not in self.agents:
+            problems.append(f"{where}.actor: {service.actor!r} is not a configured agent")
+        return problems
+
+
+def _interpolate(value: Any, env: Mapping[str, str], missing: list[str], path: str) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                missing.append(f"{path}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _VAR.sub(replace, value)
+    if isinstance(value, dict):
+        return {
+            key: _interpolate(item, env, missing, f"{path}.{key}" if path else key)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_interpolate(item, env, missing, f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (is it misspelled?)"
+        if location:
+            problems.append(f"{location}: {message}")
+        else:
+            problems.extend(message.split("; "))
+    return problems

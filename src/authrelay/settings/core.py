@@ -1,0 +1,191 @@
+"""Settings sections for identity: session cookie, bearer tokens, routes, store, HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ._base import Section
+
+__all__ = [
+    "BearerSettings",
+    "ClientSettings",
+    "HttpSettings",
+    "RoutesSettings",
+    "SessionSettings",
+    "StoreSettings",
+]
+
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+_ASYMMETRIC = {
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512", "ES256K", "EdDSA", "Ed25519",
+}  # fmt: skip
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class SessionSettings(Section):
+    """The session cookie: encrypted and authenticated, tokens never inside (SE-02, SE-03)."""
+
+    cookie_name: str | None = None
+    """Defaults to ``__Host-authrelay`` (``authrelay`` when ``dev_insecure_cookies``)."""
+    max_age: Annotated[int, Field(gt=0)] = 12 * 3600
+    """Absolute timeout in seconds (SE-05), counted from sign-in."""
+    idle_timeout: Annotated[int, Field(gt=0)] = 30 * 60
+    """Idle timeout in seconds (SE-05); activity renews the cookie (rolling)."""
+    renew_after: Annotated[int, Field(ge=0)] = 60
+    """Re-issue the cookie at most once per this many seconds of activity."""
+    same_site: Literal["lax", "strict"] = "lax"
+    dev_insecure_cookies: bool = False
+    """Allow the cookie over plain http (no ``Secure``, no ``__Host-`` prefix): local dev only."""
+
+    @property
+    def effective_cookie_name(self) -> str:
+        """The cookie name in use."""
+        if self.cookie_name:
+            return self.cookie_name
+        return "authrelay" if self.dev_insecure_cookies else "__Host-authrelay"
+
+    @model_validator(mode="after")
+    def _check(self) -> SessionSettings:
+        name = self.cookie_name
+        if name is not None and name.startswith("__Host-") and self.dev_insecure_cookies:
+            raise ValueError("a __Host- cookie needs Secure; drop the prefix for insecure dev")
+        if self.idle_timeout > self.max_age:
+            raise ValueError("idle_timeout cannot exceed max_age")
+        return self
+
+
+class ClientSettings(Section):
+    """The app's own OAuth client at the bearer issuer (used by token flows)."""
+
+    client_id: str
+    client_secret: SecretStr | None = None
+    token_endpoint_auth_method: Literal[
+        "client_secret_basic", "client_secret_post", "private_key_jwt"
+    ] = "client_secret_basic"
+    private_key: SecretStr | None = None
+    """PEM or JWK JSON of the key for ``private_key_jwt`` (RFC 7523)."""
+    private_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ClientSettings:
+        if self.token_endpoint_auth_method == "private_key_jwt":
+            if self.private_key is None:
+                raise ValueError("private_key_jwt needs private_key")
+        elif self.client_secret is None:
+            raise ValueError(f"{self.token_endpoint_auth_method} needs client_secret")
+        return self
+
+
+class BearerSettings(Section):
+    """Accept API callers with bearer tokens: JWTs checked by JWKS, or opaque via RFC 7662."""
+
+    issuer: str
+    """Exact issuer identifier (JW-05); its discovery document gives the JWKS."""
+    audience: list[str]
+    """Accepted ``aud`` values; one of them must be in the token (JW-06)."""
+    algorithms: list[str] = list(DEFAULT_ALGORITHMS)
+    profile: Literal["rfc9068", "legacy"] = "rfc9068"
+    leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    required_scopes: list[str] = []
+    jwks_uri: str | None = None
+    """Skip discovery and use this JWKS URL (must be on the issuer's origin or configured)."""
+    discovery: bool = True
+    introspection_endpoint: str | None = None
+    """Enables opaque tokens (RFC 7662); a JWT-shaped token is still checked locally."""
+    introspection_client: ClientSettings | None = None
+    """Credentials for introspection; defaults to the top-level ``client``."""
+    introspection_cache_ttl: Annotated[int, Field(ge=0)] = 60
+    introspection_negative_ttl: Annotated[int, Field(ge=0, le=10)] = 10
+    jwks_refresh_cooldown: Annotated[int, Field(ge=1)] = 30
+    cache_size: Annotated[int, Field(ge=1)] = 10_000
+    accept_form_body: bool = False
+    """RFC 6750 §2.2 form-encoded body tokens; off by default (BR-02)."""
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("audience")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value or any(not a for a in value):
+            raise ValueError("at least one non-empty audience is required")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        for alg in value:
+            if alg.lower() == "none":
+                raise ValueError("'none' is never accepted (RFC 8725 §3.2)")
+            if alg not in _ASYMMETRIC:
+                raise ValueError(
+                    f"{alg!r} is not an asymmetric JWS algorithm; HMAC is never used with "
+                    "keys from a JWKS (RFC 8725 §3.1)"
+                )
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        return value
+
+
+class RoutesSettings(Section):
+    """Where the connector routes live and where users land."""
+
+    prefix: str = "/auth"
+    after_login: str = "/"
+    after_logout: str = "/"
+    login_redirect: bool = True
+    """Browsers hitting a protected route are redirected to login (else 401)."""
+    default_connector: str | None = None
+    stats: bool = False
+    """Serve ``GET {prefix}/stats`` (counters, no secrets)."""
+    allowed_redirect_origins: list[str] = []
+    """Exact ``scheme://host[:port]`` origins an absolute ``next`` may point to (RD-01)."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError("prefix must start with '/' and not end with '/' (e.g. '/auth')")
+        return value
+
+    @field_validator("after_login", "after_logout")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith("//") or "\\" in value:
+            raise ValueError("must be a same-origin path starting with a single '/'")
+        return value
+
+
+class StoreSettings(Section):
+    """Where sessions, links and tokens live; values are encrypted at rest (ST-01)."""
+
+    url: str = "memory://"
+    key_prefix: str = "authrelay:"
+    timeout: Annotated[float, Field(gt=0)] = 0.5
+    """Per-operation timeout (Redis 0.5 s; SQLite uses a 5 s busy timeout) (ST-08)."""
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        schemes = ("memory://", "sqlite:///", "redis://", "rediss://", "redis+sentinel://")
+        if not value.startswith(schemes):
+            raise ValueError(f"unsupported store url; use one of {', '.join(schemes)}")
+        return value
+
+
+class HttpSettings(Section):
+    """Limits for calls to identity providers (TR-03)."""
+
+    connect_timeout: Seconds = 3.0
+    token_timeout: Seconds = 10.0
+    metadata_timeout: Seconds = 5.0
+    max_metadata_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
+    max_token_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    allow_insecure_loopback: bool = False
+    """Allow ``http://`` identity providers on loopback addresses (tests, demo)."""

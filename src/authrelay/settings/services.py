@@ -1,0 +1,107 @@
+"""Settings of downstream services and of agents acting for users."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ._base import Section
+from .core import ClientSettings
+
+__all__ = ["AgentSettings", "ApiKeySettings", "Flow", "ServiceSettings"]
+
+Flow = Literal[
+    "client_credentials", "token_exchange", "on_behalf_of", "forward", "api_key", "connector"
+]
+
+
+class AgentSettings(Section):
+    """A workload or AI agent with its own client identity (its token is the RFC 8693 actor)."""
+
+    client_id: str
+    client_secret: SecretStr | None = None
+    token_endpoint_auth_method: Literal[
+        "client_secret_basic", "client_secret_post", "private_key_jwt"
+    ] = "client_secret_basic"
+    private_key: SecretStr | None = None
+    scopes: list[str] = []
+    audience: str | None = None
+    token_endpoint: str | None = None
+
+    def as_client(self) -> ClientSettings:
+        """The agent's credentials as client settings."""
+        return ClientSettings(
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            token_endpoint_auth_method=self.token_endpoint_auth_method,
+            private_key=self.private_key,
+        )
+
+
+class ApiKeySettings(Section):
+    """A static secret sent in a header (or query parameter) (SK-01)."""
+
+    value: SecretStr
+    header: str = "Authorization"
+    scheme: str | None = "Bearer"
+    """Prefix before the key in the header (``None`` sends the bare key)."""
+    query_param: str | None = None
+    """Send in this query parameter instead of a header (discouraged)."""
+
+
+class ServiceSettings(Section):
+    """A downstream service and how its calls are authorized."""
+
+    base_url: str
+    flow: Flow
+    scopes: list[str] = []
+    audience: str | None = None
+    """RFC 8693 ``audience`` / the ``aud`` a forwarded token must carry."""
+    resource: str | None = None
+    """RFC 8707 resource indicator sent to the token endpoint."""
+    token_endpoint: str | None = None
+    """Overrides the token endpoint found by the bearer issuer's discovery."""
+    client: ClientSettings | None = None
+    """Overrides the top-level ``client`` for this service."""
+    connector: str | None = None
+    """For ``flow = "connector"``: the connector whose user token is used."""
+    actor: str | None = None
+    """For token exchange: the agent (under ``[agents]``) acting for the user."""
+    api_key: ApiKeySettings | None = None
+    subject_token_type: str = "urn:ietf:params:oauth:token-type:access_token"
+    requested_token_type: str = "urn:ietf:params:oauth:token-type:access_token"
+    token_endpoint_params: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    timeout: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(gt=0)] = 100
+    expiry_margin: Annotated[int, Field(ge=0)] = 60
+    default_token_lifetime: Annotated[int, Field(gt=0)] = 300
+    """Lifetime assumed for tokens issued without ``expires_in``."""
+    retry_idempotent: bool = False
+    """Retry idempotent downstream requests on transient failures."""
+    allow_http: bool = False
+    """Allow a plain ``http://`` base URL (DS-01); loopback in tests only."""
+    insecure_skip_verify: bool = False
+    """Disable TLS verification (logged as a WARNING at start) (DS-04)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("base_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _flow_needs(self) -> ServiceSettings:
+        if self.base_url.startswith("http://") and not self.allow_http:
+            raise ValueError("plain http base_url needs allow_http = true (DS-01)")
+        if self.flow == "api_key" and self.api_key is None:
+            raise ValueError("flow 'api_key' needs api_key.value")
+        if self.flow == "connector" and not self.connector:
+            raise ValueError("flow 'connector' needs connector")
+        if self.flow == "forward" and not self.audience:
+            raise ValueError(
+                "flow 'forward' needs audience (the aud the caller's token must carry)"
+            )
+        return self
