@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Hashable
+from collections.abc import Callable, Generator, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
@@ -59,6 +59,7 @@ class StoreOp:
 
     name: str
     args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +187,7 @@ class AsyncDriver:
         if isinstance(effect, httpx.Request):
             return await self._http(effect)
         if isinstance(effect, StoreOp):
-            return await getattr(self.store, effect.name)(*effect.args)
+            return await getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
         if isinstance(effect, Shared):
             return await self._shared(effect)
         await anyio.sleep(effect.seconds)
@@ -264,7 +265,7 @@ class SyncDriver:
         if isinstance(effect, httpx.Request):
             return self._http(effect)
         if isinstance(effect, StoreOp):
-            return getattr(self.store, effect.name)(*effect.args)
+            return getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
         if isinstance(effect, Shared):
             return self._shared(effect)
         time.sleep(effect.seconds)

@@ -1,0 +1,200 @@
+"""The ASGI shell: pure ASGI middleware (no ``BaseHTTPMiddleware``).
+
+Per request it resolves the caller (cache first, then the sans-IO flow on the async
+driver), sets ``scope["user"]``, ``scope["auth"]`` and ``scope["state"]["services"]``,
+serves the connector routes under ``routes.prefix``, and renders authrelay errors the
+app lets propagate. ``lifespan`` passes through untouched; the relay's clients are
+closed when the server shuts down (``lifespan.shutdown``) or on :meth:`aclose`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from ._types import ASGIApp, Message, Receive, Scope, Send
+from .errors import AuthRelayError
+from .identity.resolve import Resolution
+from .relay import Relay
+from .responses import Response, error_response, json_response
+from .routing import AuthRequest
+from .settings import Settings
+
+__all__ = ["AuthRelayMiddleware"]
+
+logger = logging.getLogger("authrelay.asgi")
+
+_MAX_BODY = 64 * 1024
+ErrorHandler = Callable[[Scope, AuthRelayError], Response | None]
+
+
+class AuthRelayMiddleware:
+    """Wraps any ASGI app: ``app.add_middleware(AuthRelayMiddleware, settings=settings)``.
+
+    Pass ``relay=`` to share one :class:`~authrelay.relay.Relay` (and its caches) with
+    other parts of the app; ``on_error(scope, error)`` may return a custom response.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings | None = None,
+        relay: Relay | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        if relay is None:
+            if settings is None:
+                raise TypeError("AuthRelayMiddleware needs settings= or relay=")
+            relay = Relay(settings)
+        self.app = app
+        self.relay = relay
+        self.on_error = on_error
+        self._identity = relay.identity
+        self._services = relay.services
+        self._prefix = relay.prefix
+        self._prefix_slash = relay.prefix + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                receive = self._watch_lifespan(receive)
+            await self.app(scope, receive, send)
+            return
+        authorization: list[str] = []
+        cookie: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"cookie":
+                text = value.decode("latin-1")
+                cookie = text if cookie is None else f"{cookie}; {text}"
+        query = scope.get("query_string", b"")
+        resolution = self._identity.fast(authorization, cookie, query)
+        if resolution is None:
+            resolution = await self.relay.async_driver.run(
+                self._identity.resolve(authorization, cookie, query)
+            )
+        path: str = scope["path"]
+        if kind == "http" and (path == self._prefix or path.startswith(self._prefix_slash)):
+            await self._route(scope, receive, send, resolution)
+            return
+        if resolution.error is not None:
+            await self._reject(scope, send, resolution.error)
+            return
+        scope["user"] = resolution.principal
+        scope["auth"] = resolution.credentials
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["services"] = self._services.for_request(
+            resolution.principal, resolution.credentials, asynchronous=True
+        )
+        started = False
+        set_cookie = resolution.set_cookie
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if set_cookie is not None:
+                    headers = list(message.get("headers", ()))
+                    headers.append((b"set-cookie", set_cookie.encode("latin-1")))
+                    headers.append((b"vary", b"Cookie"))
+                    headers.append((b"cache-control", b"no-store"))  # SE-08
+                    message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except AuthRelayError as exc:
+            if started or kind != "http":
+                raise
+            await self._reject(scope, send, exc)
+
+    async def _reject(self, scope: Scope, send: Send, error: AuthRelayError) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": error.error})
+            return
+        response = self.on_error(scope, error) if self.on_error is not None else None
+        if response is None:
+            accept = None
+            for name, value in scope["headers"]:
+                if name == b"accept":
+                    accept = value.decode("latin-1")
+                    break
+            response = error_response(
+                error, accept=accept, login_url=self.relay.login_url(), path=scope["path"]
+            )
+        await _send_response(send, response)
+
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, resolution: Resolution
+    ) -> None:
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        body = b""
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            body_or_none = await _read_body(receive)
+            if body_or_none is None:
+                await _send_response(send, json_response({"error": "request_too_large"}, 413))
+                return
+            body = body_or_none
+        client = scope.get("client")
+        request = AuthRequest(
+            method=scope["method"],
+            path=scope["path"][len(self._prefix) :] or "/",
+            query_string=scope.get("query_string", b""),
+            headers=headers,
+            identity=resolution,
+            body=body,
+            scheme=scope.get("scheme", "http"),
+            client_host=client[0] if client else None,
+        )
+        try:
+            response = await self.relay.async_driver.run(self.relay.route_handler(request))
+        except AuthRelayError as exc:
+            response = error_response(exc, accept=headers.get("accept"), path=scope["path"])
+        await _send_response(send, response)
+
+    def _watch_lifespan(self, receive: Receive) -> Receive:
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                try:
+                    await self.relay.aclose()
+                except Exception:  # shutdown must go on
+                    logger.exception("relay_close_failed")
+            return message
+
+        return receive_wrapper
+
+    async def aclose(self) -> None:
+        """Close the relay's pooled clients and stores."""
+        await self.relay.aclose()
+
+
+async def _read_body(receive: Callable[[], Awaitable[Message]]) -> bytes | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return bytes(body)
+        body += message.get("body", b"")
+        if len(body) > _MAX_BODY:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+async def _send_response(send: Send, response: Response) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": response.raw_headers(),
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,169 @@
+"""Who is calling: the session cookie or the bearer token, decided once per request.
+
+The fast path (:meth:`IdentityResolver.fast`) answers without any I/O for the common
+cases: nothing presented (anonymous), a bearer token already in the verified-token cache,
+a session whose record is in the in-process cache. Otherwise :meth:`resolve` is a sans-IO
+flow the shell drives.
+
+Rules (SECURITY §3, §12): two ``Authorization`` headers, an empty or malformed bearer, or
+a bearer together with an ``access_token`` query parameter → 400 ``invalid_request``
+(BR-03); an invalid bearer is never downgraded to anonymous (BR-06); a stale session
+cookie is anonymous and the cookie is cleared; oversized headers → 431.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from .._io import Flow
+from ..errors import (
+    AuthRelayError,
+    IdentityProviderUnavailable,
+    MalformedCredentials,
+    RequestTooLarge,
+    TokenStoreUnavailable,
+)
+from ..principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
+from .cookies import find_cookie
+from .session import CookieState, SessionManager, SessionRecord
+
+__all__ = ["IdentityResolver", "Resolution"]
+
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
+_MAX_AUTHORIZATION = 16 * 1024
+_MAX_COOKIE = 32 * 1024
+
+
+class BearerCheck(Protocol):
+    """What the resolver needs of a bearer verifier (``identity.bearer.BearerVerifier``)."""
+
+    def cached(self, token: str) -> tuple[Principal, Credentials] | None:
+        """A verified principal from the cache, or None."""
+
+    def verify(self, token: str) -> Flow[tuple[Principal, Credentials]]:
+        """Full verification as a flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The outcome: a principal, or an error to answer with; maybe a cookie to set."""
+
+    principal: Principal = ANONYMOUS
+    credentials: Credentials = NO_CREDENTIALS
+    set_cookie: str | None = None
+    error: AuthRelayError | None = None
+
+
+_ANONYMOUS = Resolution()
+
+
+class IdentityResolver:
+    """Turns the raw ``Authorization`` and ``Cookie`` headers into a :class:`Resolution`."""
+
+    def __init__(self, sessions: SessionManager, bearer: BearerCheck | None) -> None:
+        self.sessions = sessions
+        self.bearer = bearer
+        self._cookie_name = sessions.cookie_name
+
+    def bearer_token(self, authorization: list[str], query_string: bytes) -> str | None:
+        """The bearer token, None if there is none; raise for malformed ones (BR-01, BR-03)."""
+        if not authorization or self.bearer is None:
+            return None
+        if len(authorization) > 1:
+            raise MalformedCredentials("more than one Authorization header")
+        header = authorization[0]
+        if len(header) > _MAX_AUTHORIZATION:
+            raise RequestTooLarge("the Authorization header is too large")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        token = token.strip(" ")
+        if not token or not _TOKEN.fullmatch(token):
+            raise MalformedCredentials("the bearer token is empty or malformed")
+        if b"access_token=" in query_string:
+            raise MalformedCredentials("a token in both the header and the query")
+        return token
+
+    def fast(
+        self, authorization: list[str], cookie: str | None, query_string: bytes = b""
+    ) -> Resolution | None:
+        """Resolve without I/O when possible; None means run :meth:`resolve`."""
+        if not authorization and cookie is None:
+            return _ANONYMOUS
+        try:
+            token = self.bearer_token(authorization, query_string)
+            if token is not None:
+                assert self.bearer is not None
+                hit = self.bearer.cached(token)
+                return None if hit is None else Resolution(hit[0], hit[1])
+        except AuthRelayError as exc:
+            return Resolution(error=exc)
+        if cookie is None:
+            return _ANONYMOUS
+        return self._fast_session(cookie)
+
+    def _session_value(self, cookie: str) -> str | None:
+        if len(cookie) > _MAX_COOKIE:
+            raise RequestTooLarge("the Cookie header is too large")
+        return find_cookie(cookie, self._cookie_name)
+
+    def _fast_session(self, cookie: str) -> Resolution | None:
+        try:
+            value = self._session_value(cookie)
+        except AuthRelayError as exc:
+            return Resolution(error=exc)
+        if value is None:
+            return _ANONYMOUS
+        state = self.sessions.open_cookie(value)
+        if state is None:
+            return Resolution(set_cookie=self.sessions.clear_cookie())
+        record = self.sessions.cached_record(state.session_id)
+        if record is None:
+            return None
+        return self._session_resolution(state, record)
+
+    def _session_resolution(self, state: CookieState, record: SessionRecord) -> Resolution:
+        principal = Principal(
+            subject=record.subject,
+            kind="session",
+            issuer=record.issuer,
+            claims=record.claims,
+            session_id=state.session_id,
+            connector=record.connector,
+        )
+        renewal = None
+        if self.sessions.needs_renewal(state):
+            renewal = self.sessions.set_cookie(state.session_id, state.issued_at)
+        return Resolution(principal, NO_CREDENTIALS, renewal)
+
+    def resolve(
+        self, authorization: list[str], cookie: str | None, query_string: bytes = b""
+    ) -> Flow[Resolution]:
+        """The full resolution, doing I/O through the driver when the caches miss."""
+        try:
+            token = self.bearer_token(authorization, query_string)
+            if token is not None:
+                assert self.bearer is not None
+                principal, credentials = yield from self.bearer.verify(token)
+                return Resolution(principal, credentials)
+            if cookie is None:
+                return _ANONYMOUS
+            value = self._session_value(cookie)
+            if value is None:
+                return _ANONYMOUS
+            state = self.sessions.open_cookie(value)
+            if state is None:
+                return Resolution(set_cookie=self.sessions.clear_cookie())
+            try:
+                record = yield from self.sessions.load(state.session_id)
+            except TokenStoreUnavailable as exc:
+                raise IdentityProviderUnavailable(
+                    "the session store is unavailable", retry_after=exc.retry_after or 5
+                ) from None
+            if record is None:
+                return Resolution(set_cookie=self.sessions.clear_cookie())
+            return self._session_resolution(state, record)
+        except AuthRelayError as exc:
+            return Resolution(error=exc)

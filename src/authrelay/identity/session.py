@@ -1,0 +1,196 @@
+"""Sessions: an encrypted, authenticated cookie that points at a server-side record.
+
+The cookie holds only a random session id and two timestamps, sealed with AES-256-GCM
+under a key derived for this purpose (``authrelay-session-v1``); tokens and profiles
+live in the store (SE-03, SE-10). The record holds the subject and is deleted at logout,
+so a replayed cookie is anonymous afterwards (SE-06). Idle and absolute timeouts are
+enforced from the sealed timestamps, not from cookie expiry (SE-05). Each sign-in or
+account link issues a new session id (SE-04).
+
+Defends against: forged, tampered, truncated, replayed-after-logout and foreign-key
+cookies (all mean anonymous, never an error page), session fixation, and cookies that
+grow past what browsers keep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import TTLCache
+
+from .._crypto import DecryptionFailed, KeyRing, b64url_decode, b64url_encode, random_token
+from .._io import Flow, StoreOp
+from .._types import Clock
+from ..errors import ConfigurationError
+from ..settings import Settings
+
+__all__ = ["CookieState", "SessionManager", "SessionRecord"]
+
+logger = logging.getLogger("authrelay.session")
+
+_MAX_SET_COOKIE = 4096  # SE-10
+_RECORD_CACHE_TTL = 10.0  # bounded staleness of a logout seen by another process
+
+
+@dataclass(frozen=True, slots=True)
+class CookieState:
+    """What a valid session cookie says."""
+
+    session_id: str = field(repr=False)
+    issued_at: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """The server-side half of a session (no tokens)."""
+
+    subject: str
+    issuer: str | None = None
+    connector: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_json(self) -> bytes:
+        """Serialize for sealing."""
+        return json.dumps(
+            {
+                "sub": self.subject,
+                "iss": self.issuer,
+                "con": self.connector,
+                "claims": dict(self.claims),
+                "created": self.created_at,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SessionRecord:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        return cls(
+            subject=data["sub"],
+            issuer=data.get("iss"),
+            connector=data.get("con"),
+            claims=data.get("claims") or {},
+            created_at=float(data.get("created") or 0.0),
+        )
+
+
+class SessionManager:
+    """Seals and opens session cookies and reads/writes session records."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = time.time) -> None:
+        self._settings = settings.session
+        self._clock = clock
+        secrets = [key.get_secret_value().encode() for key in settings.secret_keys]
+        if not secrets:
+            if not settings.dev_mode:
+                raise ConfigurationError("secret_keys: required to seal session cookies")
+            secrets = [random_token(32).encode()]
+            logger.warning("dev_mode: sessions sealed with a random key; they end at restart")
+        self._cookie_ring = KeyRing(secrets, "authrelay-session-v1")
+        self._record_ring = KeyRing(secrets, "authrelay-session-record-v1")
+        self._prefix = settings.store.key_prefix + "session:"
+        self.cookie_name = self._settings.effective_cookie_name
+        self._attributes = self._cookie_attributes()
+        self._records: TTLCache[str, SessionRecord] = TTLCache(
+            maxsize=10_000, ttl=_RECORD_CACHE_TTL, timer=clock
+        )
+
+    def __repr__(self) -> str:
+        return f"SessionManager(cookie_name={self.cookie_name!r})"
+
+    def _cookie_attributes(self) -> str:
+        parts = ["Path=/", "HttpOnly", f"SameSite={self._settings.same_site.capitalize()}"]
+        if not self._settings.dev_insecure_cookies:
+            parts.append("Secure")
+        return "; ".join(parts)
+
+    # -- the cookie ---------------------------------------------------------------------
+
+    def open_cookie(self, value: str) -> CookieState | None:
+        """Open a cookie value; None when forged, foreign, expired or idle (SE-05)."""
+        if len(value) > 1024:
+            return None
+        try:
+            raw = self._cookie_ring.open(b64url_decode(value), self.cookie_name.encode())
+            sid, issued, seen = json.loads(raw)
+            issued, seen = float(issued), float(seen)
+        except (DecryptionFailed, ValueError, TypeError):
+            return None
+        now = self._clock()
+        if now - issued > self._settings.max_age or now - seen > self._settings.idle_timeout:
+            return None
+        if not isinstance(sid, str):
+            return None
+        return CookieState(session_id=sid, issued_at=issued, last_seen=seen)
+
+    def needs_renewal(self, state: CookieState) -> bool:
+        """True when the rolling idle window should be moved forward."""
+        return self._clock() - state.last_seen >= self._settings.renew_after
+
+    def set_cookie(self, session_id: str, issued_at: float) -> str:
+        """A ``Set-Cookie`` value for this session, last seen now."""
+        payload = json.dumps([session_id, issued_at, self._clock()]).encode()
+        sealed = b64url_encode(self._cookie_ring.seal(payload, self.cookie_name.encode()))
+        remaining = int(issued_at + self._settings.max_age - self._clock())
+        header = f"{self.cookie_name}={sealed}; Max-Age={max(remaining, 0)}; {self._attributes}"
+        if len(header) > _MAX_SET_COOKIE:  # SE-10: refuse loudly instead of a silent drop
+            raise ValueError("session cookie would exceed 4096 bytes")
+        return header
+
+    def clear_cookie(self) -> str:
+        """A ``Set-Cookie`` value that removes the cookie with the same attributes (SE-06)."""
+        return f"{self.cookie_name}=; Max-Age=0; {self._attributes}"
+
+    # -- the record ---------------------------------------------------------------------
+
+    def _key(self, session_id: str) -> str:
+        return self._prefix + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+
+    def cached_record(self, session_id: str) -> SessionRecord | None:
+        """The record from the in-process cache, without touching the store."""
+        return self._records.get(session_id)
+
+    def load(self, session_id: str) -> Flow[SessionRecord | None]:
+        """The session's record, or None when it was ended (logout) or never existed."""
+        record = self._records.get(session_id)
+        if record is not None:
+            return record
+        key = self._key(session_id)
+        stored = yield StoreOp("get", (key,))
+        if stored is None:
+            return None
+        try:
+            record = SessionRecord.from_json(self._record_ring.open(stored[0], key.encode()))
+        except (DecryptionFailed, ValueError, KeyError, TypeError):
+            logger.warning(
+                "session_record_unreadable",
+                extra={"key_id": self._record_ring.key_id_of(stored[0])},
+            )
+            return None
+        self._records[session_id] = record
+        return record
+
+    def create(self, record: SessionRecord, *, replaces: str | None = None) -> Flow[str]:
+        """Store a new session (fresh id: SE-04), end ``replaces``; return its ``Set-Cookie``."""
+        session_id = random_token(32)
+        key = self._key(session_id)
+        sealed = self._record_ring.seal(record.to_json(), key.encode())
+        yield StoreOp("put", (key, sealed), {"ttl": self._settings.max_age})
+        if replaces is not None:
+            yield from self.destroy(replaces)
+        self._records[session_id] = record
+        return self.set_cookie(session_id, record.created_at or self._clock())
+
+    def destroy(self, session_id: str) -> Flow[None]:
+        """End a session server-side: its cookie is anonymous from now on (SE-06)."""
+        self._records.pop(session_id, None)
+        yield StoreOp("delete", (self._key(session_id),))

@@ -1,0 +1,127 @@
+"""The relay: everything derivable from settings, built once and shared by requests.
+
+Invariants (checked by the tests):
+
+1. Nothing request-specific is kept here; per request the shells build a
+   :class:`~authrelay.principal.Principal` and a lazy ``Services`` and nothing else.
+2. One HTTP client for identity providers per relay and per mode (async/sync), and one
+   pooled client per downstream service (``services``), never one per request.
+3. No I/O at construction: discovery, JWKS and stores are reached on first need.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ._io import AsyncDriver, Flow, SyncDriver
+from ._types import Clock
+from .identity.resolve import BearerCheck, IdentityResolver
+from .identity.session import SessionManager
+from .responses import Response, json_response
+from .routing import AuthRequest
+from .services import ServiceRegistry
+from .settings import Settings
+from .stores import open_backends
+
+__all__ = ["Relay"]
+
+
+class Relay:
+    """Built once from :class:`~authrelay.Settings`; shared by the ASGI and WSGI shells.
+
+    ``idp_transport`` / ``idp_sync_transport`` let tests route identity-provider traffic
+    to an in-process app (``IdentityProvider.transport()``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = time.time,
+        idp_transport: httpx.AsyncBaseTransport | None = None,
+        idp_sync_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._idp_transport = idp_transport
+        self._idp_sync_transport = idp_sync_transport
+        self.backend, self.async_backend = open_backends(settings.store, clock=clock)
+        self.sessions = SessionManager(settings, clock=clock)
+        self.bearer: BearerCheck | None = None
+        if settings.bearer is not None:
+            from .identity.bearer import BearerVerifier
+
+            self.bearer = BearerVerifier(settings, clock=clock)
+        self.identity = IdentityResolver(self.sessions, self.bearer)
+        self.services = ServiceRegistry(self)
+        self.prefix = settings.routes.prefix
+        self._async_driver: AsyncDriver | None = None
+        self._sync_driver: SyncDriver | None = None
+        self.route_handler: Callable[[AuthRequest], Flow[Response]] = _no_routes
+
+    def __repr__(self) -> str:
+        return (
+            f"Relay(services={list(self.settings.services)!r}, "
+            f"connectors={list(self.settings.connectors)!r})"
+        )
+
+    def _timeout(self) -> httpx.Timeout:
+        http = self.settings.http
+        return httpx.Timeout(http.token_timeout, connect=http.connect_timeout)
+
+    @property
+    def async_driver(self) -> AsyncDriver:
+        """Driver for flows under ASGI (made on first use)."""
+        if self._async_driver is None:
+            client = httpx.AsyncClient(
+                transport=self._idp_transport, timeout=self._timeout(), follow_redirects=False
+            )
+            self._async_driver = AsyncDriver(client, self.async_backend)
+        return self._async_driver
+
+    @property
+    def sync_driver(self) -> SyncDriver:
+        """Driver for flows under WSGI (made on first use)."""
+        if self._sync_driver is None:
+            client = httpx.Client(
+                transport=self._idp_sync_transport, timeout=self._timeout(), follow_redirects=False
+            )
+            self._sync_driver = SyncDriver(client, self.backend)
+        return self._sync_driver
+
+    def login_url(self) -> str | None:
+        """Where browsers without a session are sent (E-LOGIN), if anywhere."""
+        routes = self.settings.routes
+        if not routes.login_redirect:
+            return None
+        connector = routes.default_connector
+        if connector is None and len(self.settings.connectors) == 1:
+            connector = next(iter(self.settings.connectors))
+        return None if connector is None else f"{self.prefix}/{connector}/login"
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for observability (no secrets)."""
+        return {}
+
+    async def aclose(self) -> None:
+        """Close HTTP clients and stores (ASGI lifespan shutdown)."""
+        await self.services.aclose()
+        if self._async_driver is not None:
+            await self._async_driver.client.aclose()
+        await self.async_backend.aclose()
+
+    def close(self) -> None:
+        """Close HTTP clients and stores (WSGI, at exit)."""
+        self.services.close()
+        if self._sync_driver is not None:
+            self._sync_driver.client.close()
+        self.backend.close()
+
+
+def _no_routes(request: AuthRequest) -> Flow[Response]:
+    yield from ()
+    return json_response({"error": "not_found"}, 404)
