@@ -1,1 +1,65 @@
-"""authrelay."""
+"""authrelay: call the services behind your app on behalf of whoever is calling it.
+
+ASGI and WSGI middleware that resolves the caller (session cookie or bearer token) into a
+:class:`Principal`, attaches lazily authorized clients for downstream services, and
+mounts connector login routes, all from one declarative :class:`Settings` object.
+"""
+
+from __future__ import annotations
+
+from .asgi import AuthRelayMiddleware
+from .errors import (
+    AuthenticationError,
+    AuthRelayError,
+    CallbackError,
+    ConfigurationError,
+    ConsentRequired,
+    DownstreamClientError,
+    DownstreamError,
+    DownstreamServerError,
+    IdentityProviderUnavailable,
+    InsufficientScope,
+    InvalidToken,
+    MalformedCredentials,
+    MissingCredentials,
+    ReauthorizationRequired,
+    RequestTooLarge,
+    TokenStoreUnavailable,
+    UnknownService,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from .principal import Credentials, Principal
+from .relay import Relay
+from .services import Services
+from .settings import Settings
+
+__all__ = [
+    "AuthRelayError",
+    "AuthRelayMiddleware",
+    "AuthenticationError",
+    "CallbackError",
+    "ConfigurationError",
+    "ConsentRequired",
+    "Credentials",
+    "DownstreamClientError",
+    "DownstreamError",
+    "DownstreamServerError",
+    "IdentityProviderUnavailable",
+    "InsufficientScope",
+    "InvalidToken",
+    "MalformedCredentials",
+    "MissingCredentials",
+    "Principal",
+    "ReauthorizationRequired",
+    "Relay",
+    "RequestTooLarge",
+    "Services",
+    "Settings",
+    "TokenStoreUnavailable",
+    "UnknownService",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
+
+__version__ = "0.1.0"

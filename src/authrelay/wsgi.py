@@ -1,0 +1,166 @@
+"""The WSGI shell: the same core as the ASGI middleware, driven synchronously.
+
+Sets ``environ["authrelay.principal"]``, ``environ["authrelay.credentials"]`` and
+``environ["authrelay.services"]`` (sync clients), serves the connector routes under
+``routes.prefix`` and renders authrelay errors the app lets propagate before it starts
+responding. Native sync I/O (``httpx.Client``): never an event loop or a thread hop.
+
+Use: ``flask_app.wsgi_app = AuthRelayWSGIMiddleware(flask_app.wsgi_app, settings=settings)``.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterable
+from typing import Any
+
+from ._types import Environ, StartResponse, WSGIApp
+from .errors import AuthRelayError
+from .identity.resolve import Resolution
+from .relay import Relay
+from .responses import Response, error_response, json_response
+from .routing import AuthRequest
+from .settings import Settings
+
+__all__ = ["AuthRelayWSGIMiddleware", "render"]
+
+_MAX_BODY = 64 * 1024
+
+
+def render(response: Response, start_response: StartResponse) -> list[bytes]:
+    """Send an authrelay :class:`Response` through WSGI ``start_response``."""
+    start_response(f"{response.status} {_REASONS.get(response.status, 'Status')}", response.headers)
+    return [response.body]
+
+
+class AuthRelayWSGIMiddleware:
+    """Wraps any WSGI app with authrelay identity, services and connector routes."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        settings: Settings | None = None,
+        relay: Relay | None = None,
+    ) -> None:
+        if relay is None:
+            if settings is None:
+                raise TypeError("AuthRelayWSGIMiddleware needs settings= or relay=")
+            relay = Relay(settings)
+            atexit.register(relay.close)
+        self.app = app
+        self.relay = relay
+        self._identity = relay.identity
+        self._services = relay.services
+        self._prefix = relay.prefix
+        self._prefix_slash = relay.prefix + "/"
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        cookie = environ.get("HTTP_COOKIE")
+        # WSGI folds repeated headers into one with ", ": two bearer tokens show as a comma.
+        authz = [] if authorization is None else _split_authorization(authorization)
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        resolution = self._identity.fast(authz, cookie, query)
+        if resolution is None:
+            resolution = self.relay.sync_driver.run(self._identity.resolve(authz, cookie, query))
+        path = environ.get("PATH_INFO", "/")
+        if path == self._prefix or path.startswith(self._prefix_slash):
+            return render(self._route(environ, path, resolution), start_response)
+        if resolution.error is not None:
+            return render(self._error(environ, resolution.error), start_response)
+        environ["authrelay.principal"] = resolution.principal
+        environ["authrelay.credentials"] = resolution.credentials
+        environ["authrelay.services"] = self._services.for_request(
+            resolution.principal, resolution.credentials, asynchronous=False
+        )
+        environ["authrelay.relay"] = self.relay
+        set_cookie = resolution.set_cookie
+        started = False
+
+        def start_wrapper(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal started
+            started = True
+            if set_cookie is not None:
+                headers = [
+                    *headers,
+                    ("Set-Cookie", set_cookie),
+                    ("Vary", "Cookie"),
+                    ("Cache-Control", "no-store"),
+                ]
+            return (
+                start_response(status, headers, exc_info)
+                if exc_info
+                else start_response(status, headers)
+            )
+
+        try:
+            return self.app(environ, start_wrapper)
+        except AuthRelayError as exc:
+            if started:
+                raise
+            return render(self._error(environ, exc), start_response)
+
+    def _error(self, environ: Environ, error: AuthRelayError) -> Response:
+        return error_response(
+            error,
+            accept=environ.get("HTTP_ACCEPT"),
+            login_url=self.relay.login_url(),
+            path=environ.get("PATH_INFO", "/"),
+        )
+
+    def _route(self, environ: Environ, path: str, resolution: Resolution) -> Response:
+        headers: dict[str, str] = {}
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                headers[key[5:].replace("_", "-").lower()] = value
+        if "CONTENT_TYPE" in environ:
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        method = environ.get("REQUEST_METHOD", "GET")
+        body = b""
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > _MAX_BODY:
+                return json_response({"error": "request_too_large"}, 413)
+            body = environ["wsgi.input"].read(length) if length > 0 else b""
+        request = AuthRequest(
+            method=method,
+            path=path[len(self._prefix) :] or "/",
+            query_string=environ.get("QUERY_STRING", "").encode("latin-1"),
+            headers=headers,
+            identity=resolution,
+            body=body,
+            scheme=environ.get("wsgi.url_scheme", "http"),
+            client_host=environ.get("REMOTE_ADDR"),
+        )
+        try:
+            return self.relay.sync_driver.run(self.relay.route_handler(request))
+        except AuthRelayError as exc:
+            return error_response(exc, accept=headers.get("accept"), path=path)
+
+
+def _split_authorization(value: str) -> list[str]:
+    parts = [part.strip() for part in value.split(",")]
+    credentials = [part for part in parts if " " in part or part.lower() == "bearer"]
+    return credentials if len(credentials) > 1 else [value]
+
+
+_REASONS = {
+    200: "OK",
+    302: "Found",
+    303: "See Other",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
