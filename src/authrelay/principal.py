@@ -31,7 +31,7 @@ class Principal:
     subject: str | None = None
     kind: Kind = "anonymous"
     issuer: str | None = None
-    claims: Mapping[str, Any] = field(default=_EMPTY)
+    claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     session_id: str | None = None
     connector: str | None = None
 

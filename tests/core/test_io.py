@@ -1,0 +1,161 @@
+"""The sans-IO drivers: limits (TR-02, TR-03), failures thrown into flows, single-flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anyio
+import httpx
+import pytest
+
+from authrelay._io import (
+    AsyncDriver,
+    Flow,
+    ResponseTooLarge,
+    Shared,
+    SyncDriver,
+    TransportFailure,
+    send,
+)
+
+
+def handler(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/big":
+        return httpx.Response(200, content=b"x" * 2000)
+    if request.url.path == "/same-origin":
+        return httpx.Response(302, headers={"location": "/ok"})
+    if request.url.path == "/cross-origin":
+        return httpx.Response(302, headers={"location": "https://evil.example/ok"})
+    if request.url.path == "/loop":
+        return httpx.Response(302, headers={"location": "/loop"})
+    if request.url.path == "/refused":
+        raise httpx.ConnectError("refused")
+    if request.url.path == "/read-timeout":
+        raise httpx.ReadTimeout("slow")
+    return httpx.Response(200, json={"path": request.url.path})
+
+
+def fetch(path: str, method: str = "GET", max_bytes: int = 1000) -> Flow[object]:
+    try:
+        response = yield from send(
+            httpx.Request(method, f"https://idp.test{path}"), max_bytes=max_bytes, total_timeout=5
+        )
+    except TransportFailure as exc:
+        return ("failure", exc.reached, exc.timeout)
+    except ResponseTooLarge:
+        return "too-large"
+    return (response.status_code, response.content)
+
+
+@pytest.fixture
+def sync_driver() -> SyncDriver:
+    return SyncDriver(httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+def test_tr03_body_cap(sync_driver: SyncDriver) -> None:
+    assert sync_driver.run(fetch("/big")) == "too-large"
+    assert sync_driver.run(fetch("/big", max_bytes=4000))[0] == 200  # type: ignore[index]
+
+
+def test_tr02_same_origin_get_redirect_followed(sync_driver: SyncDriver) -> None:
+    assert sync_driver.run(fetch("/same-origin")) == (200, b'{"path":"/ok"}')
+
+
+def test_tr02_cross_origin_redirect_not_followed(sync_driver: SyncDriver) -> None:
+    assert sync_driver.run(fetch("/cross-origin"))[0] == 302  # type: ignore[index]
+
+
+def test_tr02_post_never_follows_and_redirects_bounded(sync_driver: SyncDriver) -> None:
+    assert sync_driver.run(fetch("/same-origin", method="POST"))[0] == 302  # type: ignore[index]
+    assert sync_driver.run(fetch("/loop"))[0] == 302  # type: ignore[index]
+
+
+def test_rt04_connect_error_is_marked_not_reached(sync_driver: SyncDriver) -> None:
+    assert sync_driver.run(fetch("/refused")) == ("failure", False, False)
+    assert sync_driver.run(fetch("/read-timeout")) == ("failure", True, True)
+
+
+def test_async_driver_same_semantics() -> None:
+    async def main() -> None:
+        driver = AsyncDriver(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+        assert await driver.run(fetch("/big")) == "too-large"
+        assert await driver.run(fetch("/refused")) == ("failure", False, False)
+        assert await driver.run(fetch("/same-origin")) == (200, b'{"path":"/ok"}')
+
+    anyio.run(main)
+
+
+def counted(calls: list[int]) -> Flow[int]:
+    calls.append(1)
+    response = yield from send(
+        httpx.Request("GET", "https://idp.test/x"), max_bytes=100, total_timeout=5
+    )
+    return response.status_code
+
+
+def test_shared_single_flight_async() -> None:
+    calls: list[int] = []
+
+    async def slow_handler(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.05)
+        return httpx.Response(200)
+
+    async def main() -> list[int]:
+        driver = AsyncDriver(httpx.AsyncClient(transport=httpx.MockTransport(slow_handler)))
+        results: list[int] = []
+
+        def flow() -> Flow[int]:
+            value = yield Shared("key", lambda: counted(calls))
+            return value  # type: ignore[no-any-return]
+
+        async def one() -> None:
+            results.append(await driver.run(flow()))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(one)
+        return results
+
+    results = anyio.run(main)
+    assert len(results) == 200 and set(results) == {200}
+    assert len(calls) == 1
+
+
+def test_shared_single_flight_threads_and_error_shared() -> None:
+    calls: list[int] = []
+    barrier = threading.Barrier(20)
+
+    def failing() -> Flow[int]:
+        calls.append(1)
+        yield from send(
+            httpx.Request("GET", "https://idp.test/refused"), max_bytes=100, total_timeout=5
+        )
+        return 0
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.1)
+        raise httpx.ConnectError("down")
+
+    driver = SyncDriver(httpx.Client(transport=httpx.MockTransport(slow)))
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+
+        def flow() -> Flow[int]:
+            value = yield Shared("k", failing)
+            return value  # type: ignore[no-any-return]
+
+        try:
+            driver.run(flow())
+        except TransportFailure as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 20
+    assert len(calls) == 1
