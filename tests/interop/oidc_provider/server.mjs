@@ -1,0 +1,201 @@
+// A certified OpenID Provider (panva/oidc-provider) for authrelay's interop tests.
+//
+// Usage: node server.mjs [--port N] [--issuer URL] [--config FILE]
+//   or the environment: OP_PORT, OP_ISSUER, OP_CONFIG (a path to a JSON file).
+//
+// The JSON configuration written by tests/interop/conftest.py:
+//   {
+//     "clients": {
+//       "rp":  {"client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris"},
+//       "api": {"client_id", "client_secret"}
+//     },
+//     "initial_access_token": "...",       // enables dynamic client registration
+//     "resources": {"api://orders": ["orders.read", "orders.write"], ...}
+//   }
+//
+// It is a test fixture: plain http on 127.0.0.1, in-memory storage, a fresh RSA
+// signing key per process, any login accepted. Nothing here is fit for production.
+// The process exits when its standard input closes, so it never outlives the test
+// session that started it.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+// oidc-provider announces development defaults on the console; those notices are
+// expected here and would only bury real errors. Everything else still goes to stderr.
+const quiet = (original) => (...args) => {
+  if (typeof args[0] === 'string' && /^oidc-provider (NOTICE|WARNING):/.test(args[0])) {
+    return;
+  }
+  original.apply(console, args);
+};
+console.info = quiet(console.info);
+console.warn = quiet(console.warn);
+console.log = quiet(console.log);
+
+const { default: Provider, errors } = await import('oidc-provider');
+
+const { values: argv } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    issuer: { type: 'string' },
+    config: { type: 'string' },
+  },
+});
+
+const port = Number.parseInt(argv.port ?? process.env.OP_PORT ?? '', 10);
+if (!Number.isInteger(port) || port <= 0) {
+  console.error('server.mjs: a port is required (--port N or OP_PORT)');
+  process.exit(2);
+}
+const issuer = argv.issuer ?? process.env.OP_ISSUER ?? `http://127.0.0.1:${port}`;
+const configPath = argv.config ?? process.env.OP_CONFIG;
+const config = configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+
+const rp = {
+  client_id: 'rp-client',
+  client_secret: 'rp-secret',
+  redirect_uris: ['http://127.0.0.1/auth/op/callback'],
+  post_logout_redirect_uris: ['http://127.0.0.1/'],
+  ...config.clients?.rp,
+};
+const api = { client_id: 'api-client', client_secret: 'api-secret', ...config.clients?.api };
+const resources = config.resources ?? {
+  'api://orders': ['orders.read', 'orders.write'],
+  'https://notes.local': ['notes.read', 'notes.write'],
+};
+
+const ACCESS_TOKEN_TTL = 300;
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = {
+  ...privateKey.export({ format: 'jwk' }),
+  kid: `rs256-${randomBytes(6).toString('hex')}`,
+  alg: 'RS256',
+  use: 'sig',
+};
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: rp.client_id,
+      client_secret: rp.client_secret,
+      // "native" lets a loopback redirect URI match on any port (RFC 8252 §7.3): the
+      // relying parties under test bind free ports chosen after this server starts.
+      application_type: 'native',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      response_types: ['code'],
+      redirect_uris: rp.redirect_uris,
+      post_logout_redirect_uris: rp.post_logout_redirect_uris,
+    },
+    {
+      client_id: api.client_id,
+      client_secret: api.client_secret,
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ],
+  claims: {
+    openid: ['sub'],
+    profile: ['name'],
+    email: ['email', 'email_verified'],
+  },
+  scopes: ['openid', 'offline_access', ...new Set(Object.values(resources).flat())],
+  // The access token of a code flow is for the resource server, not for UserInfo, so
+  // the relying party reads the profile from the ID token.
+  conformIdTokenClaims: false,
+  async findAccount(_ctx, id) {
+    return {
+      accountId: id,
+      async claims() {
+        return {
+          sub: id,
+          name: id.charAt(0).toUpperCase() + id.slice(1),
+          email: `${id}@example.test`,
+          email_verified: true,
+        };
+      },
+    };
+  },
+  features: {
+    devInteractions: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    clientCredentials: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    registration: {
+      enabled: Boolean(config.initial_access_token),
+      initialAccessToken: config.initial_access_token ?? false,
+    },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: async () => true,
+      async getResourceServerInfo(_ctx, resourceIndicator) {
+        const scopes = resources[resourceIndicator];
+        if (!scopes) {
+          throw new errors.InvalidTarget();
+        }
+        return {
+          scope: scopes.join(' '),
+          audience: resourceIndicator,
+          accessTokenTTL: ACCESS_TOKEN_TTL,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  },
+  // RFC 7636; oidc-provider 9 accepts S256 only.
+  pkce: { required: () => true },
+  // Refresh tokens for every client allowed the grant, whether or not the relying party
+  // asked for offline_access with prompt=consent; rotated at every use (RFC 9700 §4.14.2).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: ACCESS_TOKEN_TTL,
+    AuthorizationCode: 120,
+    ClientCredentials: ACCESS_TOKEN_TTL,
+    IdToken: ACCESS_TOKEN_TTL,
+    RefreshToken: 3600,
+    Interaction: 600,
+    Session: 3600,
+    Grant: 3600,
+  },
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  jwks: { keys: [signingKey] },
+  // RFC 9700 §2.1.2: no implicit or hybrid response types.
+  responseTypes: ['code'],
+  clientBasedCORS: () => true,
+  async renderError(ctx, out) {
+    ctx.type = 'json';
+    ctx.body = out;
+  },
+});
+provider.proxy = false;
+
+provider.on('server_error', (_ctx, err) => {
+  console.error('oidc-provider server_error:', err);
+});
+
+const server = provider.listen(port, '127.0.0.1');
+server.on('error', (err) => {
+  console.error(`server.mjs: cannot listen on 127.0.0.1:${port}: ${err.message}`);
+  process.exit(1);
+});
+
+const stop = () => {
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+// The parent holds our stdin open; when it goes away (even killed), so do we.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
