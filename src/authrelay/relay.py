@@ -21,6 +21,7 @@ from ._io import AsyncDriver, Flow, SyncDriver
 from ._types import Clock
 from .identity.resolve import BearerCheck, IdentityResolver
 from .identity.session import SessionManager
+from .observability import Stats, install_redaction
 from .responses import Response, json_response
 from .routing import AuthRequest
 from .services import ServiceRegistry
@@ -47,6 +48,7 @@ class Relay:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = Stats()
         self._idp_transport = idp_transport
         self._idp_sync_transport = idp_sync_transport
         self.backend, self.async_backend = open_backends(settings.store, clock=clock)
@@ -62,6 +64,7 @@ class Relay:
         self._async_driver: AsyncDriver | None = None
         self._sync_driver: SyncDriver | None = None
         self.route_handler: Callable[[AuthRequest], Flow[Response]] = _no_routes
+        install_redaction()
 
     def __repr__(self) -> str:
         return (
@@ -104,8 +107,8 @@ class Relay:
         return None if connector is None else f"{self.prefix}/{connector}/login"
 
     def stats(self) -> dict[str, Any]:
-        """Counters for observability (no secrets)."""
-        return {}
+        """Counters and latencies per service/connector and flow (no secrets, no subjects)."""
+        return self.metrics.snapshot()
 
     async def aclose(self) -> None:
         """Close HTTP clients and stores (ASGI lifespan shutdown)."""
