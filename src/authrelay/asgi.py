@@ -154,7 +154,7 @@ class AuthRelayMiddleware:
             client_host=client[0] if client else None,
         )
         try:
-            response = await self.relay.async_driver.run(self.relay.route_handler(request))
+            response = await self.relay.async_driver.run(self.relay.handle_route(request))
         except AuthRelayError as exc:
             response = error_response(exc, accept=headers.get("accept"), path=scope["path"])
         await _send_response(send, response)

@@ -96,6 +96,15 @@ class Relay:
             self._sync_driver = SyncDriver(client, self.backend)
         return self._sync_driver
 
+    def handle_route(self, request: AuthRequest) -> Flow[Response]:
+        """Serve a request under ``routes.prefix``: ``/stats`` when enabled, else connectors."""
+        if request.path == "/stats" and self.settings.routes.stats:
+            if request.method != "GET":
+                return json_response({"error": "method_not_allowed"}, 405, [("allow", "GET")])
+            return json_response(self.stats())
+        response = yield from self.route_handler(request)
+        return response
+
     def login_url(self) -> str | None:
         """Where browsers without a session are sent (E-LOGIN), if anywhere."""
         routes = self.settings.routes

@@ -137,7 +137,7 @@ class AuthRelayWSGIMiddleware:
             client_host=environ.get("REMOTE_ADDR"),
         )
         try:
-            return self.relay.sync_driver.run(self.relay.route_handler(request))
+            return self.relay.sync_driver.run(self.relay.handle_route(request))
         except AuthRelayError as exc:
             return error_response(exc, accept=headers.get("accept"), path=path)
 

@@ -199,3 +199,17 @@ def test_wsgi_shell_over_real_server() -> None:
         assert denied.headers["www-authenticate"] == 'Bearer realm="authrelay"'
         forged = httpx.get(url + "/", headers={"cookie": "authrelay=forged"})
         assert forged.text == "anonymous" and "Max-Age=0" in forged.headers["set-cookie"]
+
+
+def test_stats_route_off_by_default_and_on_when_enabled() -> None:
+    relay = Relay(settings())
+    with TestClient(starlette_app(relay)) as client:
+        assert client.get("/auth/stats").status_code == 404
+    relay = Relay(settings(routes={"stats": True}))
+    relay.metrics.incr("cache_hits", target="billing", flow="api_key")
+    with TestClient(starlette_app(relay)) as client:
+        body = client.get("/auth/stats").json()
+        assert client.post("/auth/stats").status_code == 405
+    assert {"name": "cache_hits", "target": "billing", "flow": "api_key", "value": 1} in body[
+        "counters"
+    ]
