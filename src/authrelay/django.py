@@ -1,0 +1,323 @@
+"""Django integration: a sync-and-async middleware, a per-view ``@require``, one relay.
+
+Settings (``settings.py``)::
+
+    MIDDLEWARE = [..., "authrelay.django.AuthRelayMiddleware", ...]
+    AUTHRELAY = {"secret_keys": [...], "bearer": {...}, ...}   # or:
+    AUTHRELAY_SETTINGS_FILE = BASE_DIR / "authrelay.toml"
+
+The middleware sets ``request.principal``, ``request.auth_credentials`` and
+``request.services``, serves the connector routes under ``routes.prefix`` and renders
+authrelay errors a view lets propagate. Under WSGI it drives the relay's sync driver,
+under ASGI its async driver: never ``async_to_sync`` or a thread hop on the request path
+(DESIGN "One core, two shells"). The relay is built once per process and rebuilt only
+when ``AUTHRELAY`` / ``AUTHRELAY_SETTINGS_FILE`` is replaced.
+
+Defends against: views that forget to check the caller (``@require`` fails closed),
+two ``Authorization`` headers folded into one by the server (still 400, BR-03), and
+authrelay errors turning into Django's 500 page.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import http.cookies
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
+
+from .errors import AuthRelayError
+from .identity.resolve import Resolution
+from .relay import Relay
+from .responses import Response, error_response, json_response
+from .routing import AuthRequest
+from .settings import Settings
+from .starlette import check
+from .wsgi import _split_authorization
+
+__all__ = ["AuthRelayMiddleware", "get_relay", "require", "to_django"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+GetResponse = Callable[[HttpRequest], Any]
+
+_MAX_BODY = 64 * 1024
+_lock = threading.Lock()
+_built: tuple[object, Relay] | None = None
+
+
+def get_relay() -> Relay:
+    """The process's relay, built from ``AUTHRELAY`` or ``AUTHRELAY_SETTINGS_FILE``."""
+    global _built
+    from django.conf import settings as django_settings
+
+    source = getattr(django_settings, "AUTHRELAY", None)
+    path = getattr(django_settings, "AUTHRELAY_SETTINGS_FILE", None)
+    if (source is None) == (path is None):
+        raise ImproperlyConfigured(
+            "authrelay: set exactly one of AUTHRELAY (a mapping or Settings) or "
+            "AUTHRELAY_SETTINGS_FILE (a TOML file) in the Django settings"
+        )
+    with _lock:
+        if _built is not None and (
+            _built[0] is source if source is not None else _built[0] == str(path)
+        ):
+            return _built[1]
+        if isinstance(source, Settings):
+            settings = source
+        elif isinstance(source, Mapping):
+            settings = Settings.model_validate(dict(source))
+        elif source is not None:
+            raise ImproperlyConfigured("authrelay: AUTHRELAY must be a mapping or a Settings")
+        else:
+            settings = Settings.from_toml(str(path))
+        relay = Relay(settings)
+        atexit.register(relay.close)
+        _built = (source if source is not None else str(path), relay)
+        return relay
+
+
+class AuthRelayMiddleware:
+    """Django middleware: identity, lazy services and the connector routes."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.relay = get_relay()
+        self._identity = self.relay.identity
+        self._prefix = self.relay.prefix
+        self._prefix_slash = self.relay.prefix + "/"
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self._acall(request)
+        authorization, cookie, query = _sync_credentials(request)
+        resolution = self._identity.fast(authorization, cookie, query)
+        if resolution is None:
+            resolution = self.relay.sync_driver.run(
+                self._identity.resolve(authorization, cookie, query)
+            )
+        if self._under_prefix(request):
+            route = self._route_request(request, resolution)
+            if isinstance(route, Response):
+                return to_django(route)
+            try:
+                return to_django(self.relay.sync_driver.run(self.relay.route_handler(route)))
+            except AuthRelayError as exc:
+                return self._render(request, exc)
+        if resolution.error is not None:
+            return self._render(request, resolution.error)
+        self._attach(request, resolution, asynchronous=False)
+        return _with_cookie(self.get_response(request), resolution.set_cookie)
+
+    async def _acall(self, request: HttpRequest) -> Any:
+        authorization, cookie, query = _async_credentials(request)
+        resolution = self._identity.fast(authorization, cookie, query)
+        if resolution is None:
+            resolution = await self.relay.async_driver.run(
+                self._identity.resolve(authorization, cookie, query)
+            )
+        if self._under_prefix(request):
+            route = self._route_request(request, resolution)
+            if isinstance(route, Response):
+                return to_django(route)
+            try:
+                answer = await self.relay.async_driver.run(self.relay.route_handler(route))
+            except AuthRelayError as exc:
+                return self._render(request, exc)
+            return to_django(answer)
+        if resolution.error is not None:
+            return self._render(request, resolution.error)
+        self._attach(request, resolution, asynchronous=True)
+        get_response = cast(Callable[[HttpRequest], Awaitable[Any]], self.get_response)
+        return _with_cookie(await get_response(request), resolution.set_cookie)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        """Render an authrelay error a view let propagate; leave the others to Django."""
+        if isinstance(exception, AuthRelayError):
+            return self._render(request, exception)
+        return None
+
+    def _under_prefix(self, request: HttpRequest) -> bool:
+        path: str = request.path_info  # TR-04: the path only, never a URL rebuilt from Host
+        return path == self._prefix or path.startswith(self._prefix_slash)
+
+    def _attach(self, request: HttpRequest, resolution: Resolution, *, asynchronous: bool) -> None:
+        attributes = cast(Any, request)
+        attributes.principal = resolution.principal
+        attributes.auth_credentials = resolution.credentials
+        attributes.services = self.relay.services.for_request(
+            resolution.principal, resolution.credentials, asynchronous=asynchronous
+        )
+        attributes._authrelay_relay = self.relay
+
+    def _render(self, request: HttpRequest, error: AuthRelayError) -> HttpResponse:
+        return render_error(request, error, self.relay.login_url())
+
+    def _route_request(
+        self, request: HttpRequest, resolution: Resolution
+    ) -> AuthRequest | Response:
+        meta = request.META
+        scope = getattr(request, "scope", None)
+        headers: dict[str, str] = {}
+        if scope is not None:
+            for name, value in scope["headers"]:
+                headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        else:
+            for key, value in meta.items():
+                if key.startswith("HTTP_"):
+                    headers[key[5:].replace("_", "-").lower()] = value
+            if meta.get("CONTENT_TYPE"):
+                headers["content-type"] = meta["CONTENT_TYPE"]
+        method = request.method or "GET"
+        body = b""
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                length = int(meta.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > _MAX_BODY:
+                return json_response({"error": "request_too_large"}, 413)
+            body = request.body if length > 0 else b""
+        return AuthRequest(
+            method=method,
+            path=request.path_info[len(self._prefix) :] or "/",
+            query_string=meta.get("QUERY_STRING", "").encode("latin-1"),
+            headers=headers,
+            identity=resolution,
+            body=body,
+            scheme=scope.get("scheme", "http") if scope else meta.get("wsgi.url_scheme", "http"),
+            client_host=meta.get("REMOTE_ADDR"),
+        )
+
+
+def _sync_credentials(request: HttpRequest) -> tuple[list[str], str | None, bytes]:
+    meta = request.META
+    authorization = meta.get("HTTP_AUTHORIZATION")
+    # The server folds repeated headers into one with ",": two bearer tokens show as a comma.
+    authz = [] if authorization is None else _split_authorization(authorization)
+    return authz, meta.get("HTTP_COOKIE"), meta.get("QUERY_STRING", "").encode("latin-1")
+
+
+def _async_credentials(request: HttpRequest) -> tuple[list[str], str | None, bytes]:
+    scope = getattr(request, "scope", None)
+    if scope is None:
+        return _sync_credentials(request)
+    authorization: list[str] = []
+    cookie: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization.append(value.decode("latin-1"))
+        elif name == b"cookie":
+            text = value.decode("latin-1")
+            cookie = text if cookie is None else f"{cookie}; {text}"
+    return authorization, cookie, scope.get("query_string", b"")
+
+
+class _RawCookie(http.cookies.Morsel[str]):
+    """A ``Set-Cookie`` line authrelay built, passed through to Django's response as is."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        name, _, rest = line.partition("=")
+        self.set(name, rest.partition(";")[0], rest.partition(";")[0])
+        self._line = line
+
+    def OutputString(self, attrs: Any = None) -> str:
+        return self._line
+
+
+def _set_cookie(response: HttpResponse, line: str) -> None:
+    cookie = _RawCookie(line)
+    response.cookies[cookie.key] = cookie
+    patch_vary_headers(response, ("Cookie",))  # SE-08
+    response.headers["Cache-Control"] = "no-store"
+
+
+def _with_cookie(response: Any, set_cookie: str | None) -> Any:
+    if set_cookie is not None and isinstance(response, HttpResponse):
+        _set_cookie(response, set_cookie)
+    return response
+
+
+def to_django(response: Response) -> HttpResponse:
+    """An authrelay :class:`~authrelay.responses.Response` as a Django response."""
+    rendered = HttpResponse(response.body, status=response.status)
+    del rendered.headers["Content-Type"]
+    for name, value in response.headers:
+        if name.lower() == "set-cookie":
+            _set_cookie(rendered, value)
+        elif name in rendered.headers:
+            rendered.headers[name] = f"{rendered.headers[name]}, {value}"
+        else:
+            rendered.headers[name] = value
+    return rendered
+
+
+def render_error(
+    request: HttpRequest, error: AuthRelayError, login_url: str | None
+) -> HttpResponse:
+    """The error-model answer to ``error`` for ``request``."""
+    return to_django(
+        error_response(
+            error, accept=request.META.get("HTTP_ACCEPT"), login_url=login_url, path=request.path
+        )
+    )
+
+
+def require(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
+    """Protect a Django view (function or method, sync or async).
+
+    Anonymous callers get 401 with an RFC 6750 challenge (API) or a 302 to the login
+    route (browser, unless ``redirect_to_login=False``); callers lacking one of
+    ``scopes`` get 403 ``insufficient_scope``.
+    """
+    required = tuple(scopes)
+    for scope in required:
+        if not isinstance(scope, str) or not scope or " " in scope:
+            raise TypeError(f"require() takes scope names, got {scope!r}")
+
+    def refusal(args: tuple[Any, ...]) -> HttpResponse | None:
+        request = next((arg for arg in args if isinstance(arg, HttpRequest)), None)
+        if request is None:
+            raise TypeError("@require: the view was called without an HttpRequest")
+        relay = getattr(request, "_authrelay_relay", None)
+        if not isinstance(relay, Relay):
+            raise RuntimeError(
+                "authrelay: no principal on this request; add "
+                "'authrelay.django.AuthRelayMiddleware' to MIDDLEWARE"
+            )
+        try:
+            check(cast(Any, request).principal, cast(Any, request).auth_credentials, required)
+        except AuthRelayError as exc:
+            return render_error(request, exc, relay.login_url() if redirect_to_login else None)
+        return None
+
+    def decorator(view: F) -> F:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_view(*args: Any, **kwargs: Any) -> Any:
+                refused = refusal(args)
+                return refused if refused is not None else await view(*args, **kwargs)
+
+            return cast(F, async_view)
+
+        @functools.wraps(view)
+        def sync_view(*args: Any, **kwargs: Any) -> Any:
+            refused = refusal(args)
+            return refused if refused is not None else view(*args, **kwargs)
+
+        return cast(F, sync_view)
+
+    return decorator

@@ -1,0 +1,96 @@
+"""FastAPI integration: dependencies for the caller, per-route scopes and services.
+
+With ``app.add_middleware(AuthRelayMiddleware, settings=settings)``::
+
+    @app.get("/me")
+    async def me(user: CurrentPrincipal) -> dict[str, str]: ...
+
+    @app.get("/orders", dependencies=[require(scopes=["orders.read"])])
+    async def orders(orders: Annotated[ServiceClient, Service("orders")]) -> Any: ...
+
+The dependencies raise :class:`~authrelay.MissingCredentials` /
+:class:`~authrelay.InsufficientScope`; the middleware renders them per the error model.
+They read the request only through ``HTTPConnection``, so nothing of theirs leaks into
+the OpenAPI schema as a query parameter; the schema declares the bearer scheme instead.
+
+Defends against: routes that forget to check the caller (fail closed), and a route that
+silently gets an anonymous principal because the middleware is missing (a clear error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import Depends
+from fastapi.security import HTTPBearer
+from starlette.requests import HTTPConnection
+
+from .principal import Principal
+from .starlette import check, get_credentials, get_principal, get_services
+
+__all__ = ["CurrentPrincipal", "OptionalPrincipal", "Service", "require"]
+
+# Only for the OpenAPI document (a "bearer" security scheme, so API explorers offer a
+# token field); authrelay's middleware has already read and verified the header.
+_bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="JWT")
+
+
+def _optional_principal(
+    connection: HTTPConnection, _: Annotated[Any, Depends(_bearer_scheme)] = None
+) -> Principal:
+    return get_principal(connection)
+
+
+def _current_principal(
+    connection: HTTPConnection, _: Annotated[Any, Depends(_bearer_scheme)] = None
+) -> Principal:
+    principal = get_principal(connection)
+    check(principal, get_credentials(connection), ())
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal, Depends(_optional_principal)]
+"""The caller, possibly anonymous (``principal.is_authenticated`` tells)."""
+
+CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+"""The signed-in caller; anonymous callers get 401 (API) or the login redirect (browser)."""
+
+
+def require(*, scopes: Sequence[str] | str = ()) -> Any:
+    """A dependency that admits only signed-in callers holding every one of ``scopes``.
+
+    Use it in ``dependencies=[require(scopes=["orders.read"])]`` or as a parameter
+    ``user: Annotated[Principal, require(scopes=["orders.read"])]`` (it yields the
+    principal). ``scopes`` may also be one space-separated string.
+    """
+    required = tuple(scopes.split() if isinstance(scopes, str) else scopes)
+    for scope in required:
+        if not isinstance(scope, str) or not scope or " " in scope:
+            raise TypeError(f"require(scopes=...) takes scope names, got {scope!r}")
+
+    def dependency(
+        connection: HTTPConnection, _: Annotated[Any, Depends(_bearer_scheme)] = None
+    ) -> Principal:
+        principal = get_principal(connection)
+        check(principal, get_credentials(connection), required)
+        return principal
+
+    return Depends(dependency)
+
+
+def Service(name: str) -> Any:
+    """``Annotated[ServiceClient, Service("orders")]``: the request's client for a service.
+
+    Lazy like ``request.state.services[name]``: no token is fetched until the route
+    sends a request through it. An unknown name raises
+    :class:`~authrelay.UnknownService` when the route is called.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError("Service() takes the name of a configured service")
+
+    def dependency(connection: HTTPConnection) -> Any:
+        return get_services(connection)[name]
+
+    dependency.__name__ = f"service_{name}"
+    return Depends(dependency)

@@ -1,0 +1,131 @@
+"""Flask integration: ``init_app``, request helpers and a per-route ``@require``.
+
+``init_app(app, settings=settings)`` wraps ``app.wsgi_app`` with
+:class:`~authrelay.wsgi.AuthRelayWSGIMiddleware`; views then read ``principal()`` and
+``services()`` (sync clients). ``@require("orders.read")`` answers anonymous callers
+with 401 and an RFC 6750 challenge (API) or a 302 to the login route (browser), and
+callers lacking a scope with 403 ``insufficient_scope``. Flask turns unhandled
+exceptions into 500s, so the decorator renders the answer itself instead of raising.
+
+Defends against: routes that forget to check the caller (fail closed), and a view that
+silently sees an anonymous principal because the middleware is missing (a clear error).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import flask
+
+from .errors import AuthRelayError
+from .principal import NO_CREDENTIALS, Credentials, Principal
+from .relay import Relay
+from .responses import Response, error_response
+from .services import Services
+from .settings import Settings
+from .starlette import check
+from .wsgi import AuthRelayWSGIMiddleware
+
+__all__ = ["credentials", "init_app", "principal", "require", "services", "to_flask"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NOT_INSTALLED = (
+    "authrelay: no principal on this request; call authrelay.flask.init_app(app, "
+    "settings=settings) or wrap app.wsgi_app with AuthRelayWSGIMiddleware"
+)
+
+
+def init_app(
+    app: flask.Flask, *, settings: Settings | None = None, relay: Relay | None = None
+) -> Relay:
+    """Wrap ``app.wsgi_app`` with authrelay; return the relay (also in ``app.extensions``)."""
+    middleware = AuthRelayWSGIMiddleware(app.wsgi_app, settings=settings, relay=relay)
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    app.extensions["authrelay"] = middleware.relay
+    return middleware.relay
+
+
+def principal() -> Principal:
+    """The caller of the current request (anonymous when nobody signed in)."""
+    value = flask.request.environ.get("authrelay.principal")
+    if not isinstance(value, Principal):
+        raise RuntimeError(_NOT_INSTALLED)
+    return value
+
+
+def credentials() -> Credentials:
+    """What proved the current caller: its scopes (its token is never printed)."""
+    value = flask.request.environ.get("authrelay.credentials")
+    return value if isinstance(value, Credentials) else NO_CREDENTIALS
+
+
+def services() -> Services:
+    """The lazy ``Services`` of the current request: ``services()["orders"].get(...)``."""
+    value = flask.request.environ.get("authrelay.services")
+    if not isinstance(value, Services):
+        raise RuntimeError(_NOT_INSTALLED)
+    return value
+
+
+def to_flask(response: Response) -> flask.Response:
+    """An authrelay :class:`~authrelay.responses.Response` as a Flask response."""
+    rendered = flask.Response(response.body, status=response.status)
+    rendered.headers.clear()
+    for name, value in response.headers:
+        rendered.headers.add(name, value)
+    return rendered
+
+
+def render_error(error: AuthRelayError, *, redirect_to_login: bool = True) -> flask.Response:
+    """The error-model answer to ``error`` for the current request."""
+    environ = flask.request.environ
+    relay = environ.get("authrelay.relay")
+    login_url = relay.login_url() if redirect_to_login and isinstance(relay, Relay) else None
+    return to_flask(
+        error_response(
+            error,
+            accept=environ.get("HTTP_ACCEPT"),
+            login_url=login_url,
+            path=environ.get("PATH_INFO", "/"),
+        )
+    )
+
+
+def require(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
+    """Protect a Flask view: signed-in callers holding every one of ``scopes`` only.
+
+    ``redirect_to_login=False`` answers anonymous browsers with the 401 too.
+    """
+    required = tuple(scopes)
+    for scope in required:
+        if not isinstance(scope, str) or not scope or " " in scope:
+            raise TypeError(f"require() takes scope names, got {scope!r}")
+
+    def decorator(view: F) -> F:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_view(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    check(principal(), credentials(), required)
+                except AuthRelayError as exc:
+                    return render_error(exc, redirect_to_login=redirect_to_login)
+                return await view(*args, **kwargs)
+
+            return cast(F, async_view)
+
+        @functools.wraps(view)
+        def sync_view(*args: Any, **kwargs: Any) -> Any:
+            try:
+                check(principal(), credentials(), required)
+            except AuthRelayError as exc:
+                return render_error(exc, redirect_to_login=redirect_to_login)
+            return view(*args, **kwargs)
+
+        return cast(F, sync_view)
+
+    return decorator
