@@ -10,8 +10,14 @@
 //       "api": {"client_id", "client_secret"}
 //     },
 //     "initial_access_token": "...",       // enables dynamic client registration
-//     "resources": {"api://orders": ["orders.read", "orders.write"], ...}
+//     "resources": {
+//       "api://orders": {"scopes": ["orders.read", "orders.write"], "format": "jwt"},
+//       "api://inventory": {"scopes": ["inventory.read"], "format": "opaque"}, ...
+//     }
 //   }
+//
+// oidc-provider cannot introspect or revoke JWT access tokens, so opaque resources exist
+// for RFC 7662 / RFC 7009 interop.
 //
 // It is a test fixture: plain http on 127.0.0.1, in-memory storage, a fresh RSA
 // signing key per process, any login accepted. Nothing here is fit for production.
@@ -62,8 +68,9 @@ const rp = {
 };
 const api = { client_id: 'api-client', client_secret: 'api-secret', ...config.clients?.api };
 const resources = config.resources ?? {
-  'api://orders': ['orders.read', 'orders.write'],
-  'https://notes.local': ['notes.read', 'notes.write'],
+  'api://orders': { scopes: ['orders.read', 'orders.write'], format: 'jwt' },
+  'https://notes.local': { scopes: ['notes.read', 'notes.write'], format: 'jwt' },
+  'api://inventory': { scopes: ['inventory.read', 'inventory.write'], format: 'opaque' },
 };
 
 const ACCESS_TOKEN_TTL = 300;
@@ -104,7 +111,7 @@ const provider = new Provider(issuer, {
     profile: ['name'],
     email: ['email', 'email_verified'],
   },
-  scopes: ['openid', 'offline_access', ...new Set(Object.values(resources).flat())],
+  scopes: ['openid', 'offline_access', ...new Set(Object.values(resources).flatMap((r) => r.scopes))],
   // The access token of a code flow is for the resource server, not for UserInfo, so
   // the relying party reads the profile from the ID token.
   conformIdTokenClaims: false,
@@ -136,17 +143,18 @@ const provider = new Provider(issuer, {
       defaultResource: async (_ctx, _client, oneOf) => oneOf,
       useGrantedResource: async () => true,
       async getResourceServerInfo(_ctx, resourceIndicator) {
-        const scopes = resources[resourceIndicator];
-        if (!scopes) {
+        const resource = resources[resourceIndicator];
+        if (!resource) {
           throw new errors.InvalidTarget();
         }
-        return {
-          scope: scopes.join(' '),
+        const info = {
+          scope: resource.scopes.join(' '),
           audience: resourceIndicator,
           accessTokenTTL: ACCESS_TOKEN_TTL,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          accessTokenFormat: resource.format,
         };
+        // RFC 9068 JWT access tokens, RS256 only.
+        return resource.format === 'jwt' ? { ...info, jwt: { sign: { alg: 'RS256' } } } : info;
       },
     },
   },

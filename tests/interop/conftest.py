@@ -1,0 +1,41 @@
+"""Fixtures for interop tests against the certified oidc-provider (see ``oidc_harness``).
+
+``oidc_provider`` is session-scoped: one node process serves every interop test. Override
+``oidc_provider_settings`` in a nested conftest to start it with other redirect URIs or
+resources, or call ``oidc_provider.register_client(...)`` at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from oidc_harness import OidcProvider, OidcProviderSettings
+from oidc_launcher import start_oidc_provider
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_settings() -> OidcProviderSettings:
+    """Clients, redirect URIs and resources the provider starts with."""
+    return OidcProviderSettings()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(
+    oidc_provider_settings: OidcProviderSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OidcProvider]:
+    """A running oidc-provider on a free 127.0.0.1 port, stopped at the end of the session.
+
+    Skips when ``node`` is missing, unless the ``CI`` environment variable is set: there a
+    missing node fails the test, so interop cannot silently stop being checked.
+    """
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not installed (CI must run the interop tests)")
+        pytest.skip("node is not installed")
+    workdir = tmp_path_factory.mktemp("oidc-provider")
+    with start_oidc_provider(oidc_provider_settings, workdir, node=node) as provider:
+        yield provider
