@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.jws import JWSRegistry
@@ -73,6 +76,8 @@ class MiniIdP:
     )
     metadata_overrides: dict[str, Any] = field(default_factory=dict)
     oidc_discovery: bool = True
+    gate: threading.Event | None = None
+    """When set, JWKS and introspection answers wait for it (to make requests overlap)."""
 
     def __post_init__(self) -> None:
         self.add_key("rsa-1", _RSA_1)
@@ -154,11 +159,15 @@ class MiniIdP:
     async def _jwks(self, request: Request) -> Response:
         if (fault := self._fault("jwks")) is not None:
             return fault
+        if self.gate is not None:
+            await anyio.to_thread.run_sync(self.gate.wait, 5)
         return JSONResponse({"keys": self.published})
 
     async def _introspect(self, request: Request) -> Response:
         if (fault := self._fault("introspect")) is not None:
             return fault
+        if self.gate is not None:
+            await anyio.to_thread.run_sync(self.gate.wait, 5)
         form = {k: str(v) for k, v in (await request.form()).items()}
         self.introspection_requests.append((dict(request.headers), form))
         expected = "Basic " + base64.b64encode(b"orders-api:s3cr%3Aet%25%2B+x").decode()
