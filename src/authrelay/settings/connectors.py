@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from ._base import Section
 
@@ -38,9 +38,27 @@ class ConnectorSettings(Section):
     platform: Literal["web", "native", "universal"] | None = "web"
     type: Literal["social", "email", "sms"] = "social"
     name: dict[str, str] | None = None
+    """Display names by locale (``{"en": ..., "ko": ...}``); overrides the preset's."""
+    description: dict[str, str] | None = None
     logo: str | None = None
     logo_dark: str | None = None
     sync_profile: bool = False
+    """False: the profile is stored at first sign-in only; True: refreshed at every sign-in."""
+    discovery: bool = True
+    """OIDC: read endpoints from the issuer's discovery document (else give them all)."""
+    fetch_userinfo: bool = True
+    """OIDC: also call the UserInfo endpoint at sign-in when there is one (ID-10)."""
+    userinfo_mapping: dict[str, str] = {}
+    """OAuth 2.0: profile field → user-info member (``{"sub": "id", "name": "login"}``)."""
+    trusted_audiences: list[str] = []
+    """Extra ``aud`` values an ID token may carry besides ``client_id`` (ID-02)."""
+    max_age: Annotated[int, Field(ge=0)] | None = None
+    """OIDC ``max_age``: sent, and ``auth_time`` checked against it (ID-09)."""
+    iat_max_age: Annotated[int, Field(gt=0)] = 600
+    """How old an ID token's ``iat`` may be at the callback, in seconds (ID-05)."""
+    leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    rp_initiated_logout: bool = True
+    """OIDC: send the browser to the provider's ``end_session_endpoint`` at logout."""
 
     @model_validator(mode="after")
     def _kind(self) -> ConnectorSettings:
@@ -52,4 +70,16 @@ class ConnectorSettings(Section):
             raise ValueError("standard 'oauth2' needs authorization_endpoint and token_endpoint")
         if self.type in ("email", "sms") and self.platform is not None:
             raise ValueError("email and sms connectors have no platform")
+        if self.type == "social" and self.platform is None:
+            raise ValueError("social connectors need a platform ('web', 'native', 'universal')")
+        alg = self.id_token_signed_response_alg
+        if alg.lower() == "none" or alg.startswith("HS"):
+            raise ValueError(
+                f"id_token_signed_response_alg {alg!r} is not accepted: ID tokens must be "
+                "signed with an asymmetric key from the provider's JWKS (ID-04)"
+            )
+        if self.token_endpoint_auth_method == "private_key_jwt":
+            raise ValueError("private_key_jwt is not supported for connectors yet")
+        if self.token_endpoint_auth_method != "none" and self.client_secret is None:
+            raise ValueError(f"{self.token_endpoint_auth_method} needs client_secret")
         return self

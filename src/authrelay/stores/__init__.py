@@ -20,4 +20,9 @@ def open_backends(
     if url.startswith("memory://"):
         memory = MemoryBackend(clock=clock)
         return memory, AsyncMemoryBackend(memory)
+    if url.startswith("sqlite:///"):
+        from .sqlite import AsyncSQLiteBackend, SQLiteBackend, path_from_url
+
+        sqlite = SQLiteBackend(path_from_url(url), clock=clock)
+        return sqlite, AsyncSQLiteBackend(sqlite)
     raise NotImplementedError(f"store backend for {url.split(':', 1)[0]!r} is not available yet")

@@ -1,0 +1,434 @@
+"""Sealed records on the versioned key-value store: user tokens, identity links, profiles,
+connector records, login transactions and refresh leases, as sans-IO flows.
+
+Defends against:
+
+- tokens readable at rest (ST-01): every value is sealed with AES-256-GCM under a key
+  derived for this purpose; the associated data binds it to ``(namespace, principal,
+  issuer, connector, kind, schema version)``, so a ciphertext copied to another user's
+  or connector's key does not open (cut-and-paste);
+- a bad key wiping data (ST-05): a value that cannot be opened is logged
+  (``store_decrypt_failed`` with key id and fingerprint) and read as a miss; it is never
+  deleted here; rotation re-seals lazily with the first key on read (ST-03);
+- raw tokens in keys (ST-06): keys hold SHA-256 digests of user ids and states only;
+- lost updates (RT-01, ST-10): writes of token sets are compare-and-set on the record
+  version; a refresh lease (``put`` with ``expected_version=0`` and a TTL, the
+  ``SET NX PX`` pattern) keeps one refresh per (user, connector) across processes (RT-02).
+
+Backend failures propagate as :class:`~authrelay.errors.TokenStoreUnavailable` (ST-04).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from .._crypto import DecryptionFailed, KeyRing, fingerprint, random_token
+from .._io import Flow, StoreOp
+from .._types import Clock
+
+__all__ = ["LinkRecord", "StoredTokens", "TokenStore", "Transaction"]
+
+logger = logging.getLogger("authrelay.store")
+
+SCHEMA = "v1"
+Kind = Literal["tokens", "link", "profile", "connector", "tx", "lock"]
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTokens:
+    """A user's tokens from one connector (never printed: tokens are out of ``repr``)."""
+
+    connector: str
+    target: str
+    issuer: str | None = None
+    external_sub: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    token_type: str = "Bearer"
+    expires_at: float | None = None
+    scopes: tuple[str, ...] = ()
+    id_claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    status: Literal["active", "expired"] = "active"
+    linked_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_json(self) -> bytes:
+        """Serialize for sealing."""
+        return json.dumps(
+            {
+                "connector": self.connector,
+                "target": self.target,
+                "issuer": self.issuer,
+                "sub": self.external_sub,
+                "at": self.access_token,
+                "rt": self.refresh_token,
+                "type": self.token_type,
+                "exp": self.expires_at,
+                "scopes": list(self.scopes),
+                "id": dict(self.id_claims),
+                "status": self.status,
+                "linked": self.linked_at,
+                "updated": self.updated_at,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> StoredTokens:
+        """Inverse of :meth:`to_json`; raises ``ValueError``/``KeyError`` on bad data."""
+        data = json.loads(raw)
+        status = data.get("status", "active")
+        if status not in ("active", "expired"):
+            raise ValueError("unknown status")
+        return cls(
+            connector=str(data["connector"]),
+            target=str(data["target"]),
+            issuer=data.get("issuer"),
+            external_sub=data.get("sub"),
+            access_token=data.get("at"),
+            refresh_token=data.get("rt"),
+            token_type=str(data.get("type") or "Bearer"),
+            expires_at=None if data.get("exp") is None else float(data["exp"]),
+            scopes=tuple(str(s) for s in data.get("scopes") or ()),
+            id_claims=dict(data.get("id") or {}),
+            status=status,
+            linked_at=float(data.get("linked") or 0.0),
+            updated_at=float(data.get("updated") or 0.0),
+        )
+
+    def expired_link(self, now: float) -> StoredTokens:
+        """This link marked expired, its tokens dropped (RT-03)."""
+        return replace(
+            self, access_token=None, refresh_token=None, status="expired", updated_at=now
+        )
+
+    def public(self) -> dict[str, Any]:
+        """What ``/me`` may show: no tokens."""
+        return {
+            "connector": self.connector,
+            "target": self.target,
+            "status": self.status,
+            "scopes": list(self.scopes),
+            "linked_at": int(self.linked_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """An external identity (target, sub) belongs to this user."""
+
+    user: str
+    connector: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One login/connect in flight, stored server-side under its ``state`` (AC-04..AC-06)."""
+
+    connector: str
+    mode: Literal["login", "connect"]
+    issuer: str | None
+    redirect_uri: str
+    nonce: str = field(repr=False)
+    code_verifier: str = field(repr=False)
+    next: str
+    binding: str = field(repr=False)
+    """SHA-256 of the browser-bound cookie value."""
+    created_at: float
+    scopes: tuple[str, ...] = ()
+    user: str | None = None
+    session_id: str | None = field(default=None, repr=False)
+    max_age: int | None = None
+
+    def to_json(self) -> bytes:
+        """Serialize for sealing."""
+        return json.dumps(
+            {
+                "c": self.connector,
+                "m": self.mode,
+                "iss": self.issuer,
+                "ru": self.redirect_uri,
+                "n": self.nonce,
+                "v": self.code_verifier,
+                "next": self.next,
+                "b": self.binding,
+                "t": self.created_at,
+                "s": list(self.scopes),
+                "u": self.user,
+                "sid": self.session_id,
+                "ma": self.max_age,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Transaction:
+        """Inverse of :meth:`to_json`."""
+        d = json.loads(raw)
+        if d["m"] not in ("login", "connect"):
+            raise ValueError("unknown mode")
+        return cls(
+            connector=d["c"],
+            mode=d["m"],
+            issuer=d["iss"],
+            redirect_uri=d["ru"],
+            nonce=d["n"],
+            code_verifier=d["v"],
+            next=d["next"],
+            binding=d["b"],
+            created_at=float(d["t"]),
+            scopes=tuple(d.get("s") or ()),
+            user=d.get("u"),
+            session_id=d.get("sid"),
+            max_age=d.get("ma"),
+        )
+
+
+class TokenStore:
+    """Typed, sealed records over the backend, as flows the drivers run."""
+
+    def __init__(self, ring: KeyRing, *, prefix: str = "authrelay:", clock: Clock = time.time):
+        self._ring = ring
+        self._prefix = prefix
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"TokenStore(prefix={self._prefix!r})"
+
+    # -- sealing ------------------------------------------------------------------------
+
+    def _aad(self, kind: Kind, principal: str, issuer: str | None, connector: str) -> bytes:
+        return "|".join((self._prefix, principal, issuer or "", connector, kind, SCHEMA)).encode()
+
+    def _open(self, key: str, stored: tuple[bytes, int], aad: bytes) -> bytes | None:
+        sealed = stored[0]
+        try:
+            plain = self._ring.open(sealed, aad)
+        except DecryptionFailed:
+            # ST-05: a miss for this request; the entry stays (a misconfigured node
+            # must not wipe data).
+            logger.warning(
+                "store_decrypt_failed key_id=%s fingerprint=%s",
+                self._ring.key_id_of(sealed) if len(sealed) >= 5 else "-",
+                fingerprint(key),
+            )
+            return None
+        return plain
+
+    def _read(self, key: str, aad: bytes) -> Flow[tuple[bytes | None, int]]:
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
+        if stored is None:
+            return None, 0
+        plain = self._open(key, stored, aad)
+        if plain is not None and not self._ring.is_primary(stored[0]):
+            # ST-03: re-seal with the first key; losing this race is harmless.
+            new = yield StoreOp(
+                "put", (key, self._ring.seal(plain, aad)), {"expected_version": stored[1]}
+            )
+            if new is not None:
+                return plain, int(new)
+        return plain, stored[1]
+
+    def _write(
+        self,
+        key: str,
+        plain: bytes,
+        aad: bytes,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> Flow[int | None]:
+        new: int | None = yield StoreOp(
+            "put",
+            (key, self._ring.seal(plain, aad)),
+            {"expected_version": expected_version, "ttl": ttl},
+        )
+        return new
+
+    # -- user tokens per (user, connector) ----------------------------------------------
+
+    def tokens_key(self, user: str, connector: str) -> str:
+        """Store key of a user's tokens for a connector (no raw ids or tokens: ST-06)."""
+        return f"{self._prefix}tok:{_digest(user)}:{connector}"
+
+    def load_tokens(
+        self, user: str, connector: str, issuer: str | None
+    ) -> Flow[tuple[StoredTokens | None, int]]:
+        """The stored tokens and their version (0 when absent); unreadable → ``(None, v)``."""
+        key = self.tokens_key(user, connector)
+        plain, version = yield from self._read(key, self._aad("tokens", user, issuer, connector))
+        if plain is None:
+            return None, version
+        try:
+            return StoredTokens.from_json(plain), version
+        except (ValueError, KeyError, TypeError):
+            logger.warning("store_record_malformed fingerprint=%s", fingerprint(key))
+            return None, version
+
+    def save_tokens(
+        self, user: str, tokens: StoredTokens, *, expected_version: int | None
+    ) -> Flow[int | None]:
+        """Write tokens with compare-and-set; None when another writer got there first."""
+        key = self.tokens_key(user, tokens.connector)
+        aad = self._aad("tokens", user, tokens.issuer, tokens.connector)
+        return (
+            yield from self._write(key, tokens.to_json(), aad, expected_version=expected_version)
+        )
+
+    def delete_tokens(self, user: str, connector: str) -> Flow[bool]:
+        """Remove a user's tokens for a connector."""
+        deleted: bool = yield StoreOp("delete", (self.tokens_key(user, connector),))
+        return deleted
+
+    def list_tokens(self, user: str, issuers: Mapping[str, str | None]) -> Flow[list[StoredTokens]]:
+        """Every readable token record of ``user`` among the connectors in ``issuers``."""
+        prefix = f"{self._prefix}tok:{_digest(user)}:"
+        keys: list[str] = yield StoreOp("keys", (prefix,))
+        found: list[StoredTokens] = []
+        for key in sorted(keys):
+            connector = key[len(prefix) :]
+            if connector not in issuers:
+                continue
+            record, _ = yield from self.load_tokens(user, connector, issuers[connector])
+            if record is not None:
+                found.append(record)
+        return found
+
+    # -- identity links and profiles ----------------------------------------------------
+
+    def _link_key(self, target: str, external_sub: str) -> str:
+        return f"{self._prefix}link:{_digest(target, external_sub)}"
+
+    def find_link(self, target: str, external_sub: str) -> Flow[LinkRecord | None]:
+        """The user an external identity belongs to, if linked."""
+        key = self._link_key(target, external_sub)
+        plain, _ = yield from self._read(key, self._aad("link", external_sub, None, target))
+        if plain is None:
+            return None
+        data = json.loads(plain)
+        return LinkRecord(str(data["user"]), str(data["connector"]), float(data["created"]))
+
+    def create_link(
+        self, target: str, external_sub: str, user: str, connector: str
+    ) -> Flow[LinkRecord]:
+        """Link an identity to ``user`` unless it is linked already; return the link in force."""
+        key = self._link_key(target, external_sub)
+        record = LinkRecord(user, connector, self._clock())
+        plain = json.dumps(
+            {"user": user, "connector": connector, "created": record.created_at}
+        ).encode()
+        aad = self._aad("link", external_sub, None, target)
+        written = yield from self._write(key, plain, aad, expected_version=0)
+        if written is not None:
+            return record
+        existing = yield from self.find_link(target, external_sub)
+        return existing if existing is not None else record
+
+    def _profile_key(self, user: str) -> str:
+        return f"{self._prefix}profile:{_digest(user)}"
+
+    def load_profile(self, user: str) -> Flow[dict[str, Any] | None]:
+        """The user's stored profile."""
+        key = self._profile_key(user)
+        plain, _ = yield from self._read(key, self._aad("profile", user, None, ""))
+        return None if plain is None else dict(json.loads(plain))
+
+    def save_profile(self, user: str, profile: Mapping[str, Any], *, sync: bool) -> Flow[bool]:
+        """Store the profile at first sign-in, or every time when ``sync`` (``sync_profile``)."""
+        key = self._profile_key(user)
+        aad = self._aad("profile", user, None, "")
+        written = yield from self._write(
+            key, json.dumps(dict(profile)).encode(), aad, expected_version=None if sync else 0
+        )
+        return written is not None
+
+    # -- connector records --------------------------------------------------------------
+
+    def _connector_key(self, record_id: str) -> str:
+        return f"{self._prefix}connector:{record_id}"
+
+    def save_connector_record(self, record_id: str, data: Mapping[str, Any]) -> Flow[int | None]:
+        """Store a connector record (its config may hold secrets: sealed like tokens)."""
+        key = self._connector_key(record_id)
+        aad = self._aad("connector", "", None, record_id)
+        return (yield from self._write(key, json.dumps(dict(data)).encode(), aad))
+
+    def load_connector_records(self) -> Flow[list[dict[str, Any]]]:
+        """Every readable connector record."""
+        prefix = self._connector_key("")
+        keys: list[str] = yield StoreOp("keys", (prefix,))
+        records: list[dict[str, Any]] = []
+        for key in sorted(keys):
+            record_id = key[len(prefix) :]
+            plain, _ = yield from self._read(key, self._aad("connector", "", None, record_id))
+            if plain is not None:
+                records.append(dict(json.loads(plain)))
+        return records
+
+    def delete_connector_record(self, record_id: str) -> Flow[bool]:
+        """Remove a connector record."""
+        deleted: bool = yield StoreOp("delete", (self._connector_key(record_id),))
+        return deleted
+
+    # -- login transactions (single use) ------------------------------------------------
+
+    def _tx_key(self, state: str) -> str:
+        return f"{self._prefix}tx:{hashlib.sha256(state.encode()).hexdigest()}"
+
+    def put_transaction(self, state: str, tx: Transaction, *, ttl: float) -> Flow[bool]:
+        """Store a new transaction under ``state`` (never overwrites)."""
+        key = self._tx_key(state)
+        aad = self._aad("tx", "", None, tx.connector)
+        written = yield from self._write(key, tx.to_json(), aad, expected_version=0, ttl=ttl)
+        return written is not None
+
+    def take_transaction(self, state: str, connector: str) -> Flow[Transaction | None]:
+        """Consume the transaction for ``state``: a second take gets None (AC-04)."""
+        key = self._tx_key(state)
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
+        if stored is None:
+            return None
+        deleted: bool = yield StoreOp("delete", (key,), {"expected_version": stored[1]})
+        if not deleted:
+            return None
+        # A state minted for another connector does not open here (MU-03).
+        plain = self._open(key, stored, self._aad("tx", "", None, connector))
+        if plain is None:
+            return None
+        try:
+            return Transaction.from_json(plain)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # -- refresh leases (RT-02) ---------------------------------------------------------
+
+    def _lease_key(self, user: str, connector: str) -> str:
+        return f"{self._prefix}lock:{_digest(user)}:{connector}"
+
+    def acquire_lease(self, user: str, connector: str, *, ttl: float) -> Flow[str | None]:
+        """Take the refresh lease for (user, connector); its owner token, or None if held."""
+        owner = random_token(16)
+        got = yield StoreOp(
+            "put",
+            (self._lease_key(user, connector), owner.encode()),
+            {"ttl": ttl, "expected_version": 0},
+        )
+        return owner if got is not None else None
+
+    def release_lease(self, user: str, connector: str, owner: str) -> Flow[None]:
+        """Give the lease back if this owner still holds it."""
+        key = self._lease_key(user, connector)
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
+        if stored is not None and stored[0] == owner.encode():
+            yield StoreOp("delete", (key,), {"expected_version": stored[1]})
