@@ -61,7 +61,11 @@ class ServiceSettings(Section):
     resource: str | None = None
     """RFC 8707 resource indicator sent to the token endpoint."""
     token_endpoint: str | None = None
-    """Overrides the token endpoint found by the bearer issuer's discovery."""
+    """Overrides the token endpoint found by the bearer issuer's discovery.
+
+    May contain ``{tenant}``, replaced by ``tenant`` or a per-call tenant override."""
+    tenant: str | None = None
+    """Default tenant put in ``{tenant}`` of ``token_endpoint`` (Entra-style authorities)."""
     client: ClientSettings | None = None
     """Overrides the top-level ``client`` for this service."""
     connector: str | None = None
@@ -78,6 +82,18 @@ class ServiceSettings(Section):
     expiry_margin: Annotated[int, Field(ge=0)] = 60
     default_token_lifetime: Annotated[int, Field(gt=0)] = 300
     """Lifetime assumed for tokens issued without ``expires_in``."""
+    cache_size: Annotated[int, Field(gt=0)] = 10_000
+    """Most tokens kept in memory for this service (ST-07)."""
+    cache_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
+    """Most bytes of token material kept in memory for this service (ST-07)."""
+    negative_cache_ttl: Annotated[float, Field(ge=0, le=30)] = 2.0
+    """Seconds a failed acquisition is remembered, so a down provider is not hammered."""
+    token_retries: Annotated[int, Field(ge=0, le=5)] = 2
+    """Retries of a failed token request (CL-02: at most 2 by default)."""
+    token_retry_deadline: Annotated[float, Field(gt=0)] = 10.0
+    """Total seconds the token request with its retries may take."""
+    retry_on_401: bool = True
+    """A downstream 401 drops the token, acquires a fresh one and retries once (DS-03)."""
     retry_idempotent: bool = False
     """Retry idempotent downstream requests on transient failures."""
     allow_http: bool = False
@@ -100,6 +116,10 @@ class ServiceSettings(Section):
             raise ValueError("flow 'api_key' needs api_key.value")
         if self.flow == "connector" and not self.connector:
             raise ValueError("flow 'connector' needs connector")
+        if self.token_endpoint is not None and not self.token_endpoint.startswith(
+            ("https://", "http://")
+        ):
+            raise ValueError("token_endpoint must be an absolute http(s) URL")
         if self.flow == "forward" and not self.audience:
             raise ValueError(
                 "flow 'forward' needs audience (the aud the caller's token must carry)"
