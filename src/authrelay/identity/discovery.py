@@ -170,7 +170,9 @@ def discovery_urls(issuer: str) -> tuple[str, str]:
 def validate_metadata(data: Any, issuer: str, http: HttpSettings) -> ProviderMetadata:
     """Check a parsed metadata document; raise :class:`IdentityProviderUnavailable`."""
     if not isinstance(data, dict):
-        raise IdentityProviderUnavailable("the identity provider's metadata is not a JSON object")
+        raise IdentityProviderUnavailable(
+            "the identity provider's metadata is not a JSON object", retry_after=int(_FAILURE_TTL)
+        )
     # OIDC Discovery §4.3, RFC 8414 §3.3: exact match, no normalisation (ID-01)
     if data.get("issuer") != issuer:
         logger.error("discovery_issuer_mismatch configured=%s", issuer)
