@@ -122,8 +122,9 @@ def start_oidc_provider(
         try:
             discovery = _wait_for_discovery(process, provider.http, issuer, timeout)
             if discovery is None:
-                provider.close()
-                continue
+                if "cannot listen" in log_path.read_text():
+                    continue
+                break
             provider.discovery = discovery
             yield provider
             return

@@ -190,6 +190,17 @@ provider.on('server_error', (_ctx, err) => {
   console.error('oidc-provider server_error:', err);
 });
 
+// Static clients are otherwise validated on first use; a bad redirect URI from the Python
+// side should stop the start, not surface later as a puzzling login failure.
+for (const clientId of [rp.client_id, api.client_id]) {
+  try {
+    await provider.Client.find(clientId);
+  } catch (err) {
+    console.error(`server.mjs: client ${clientId} is invalid: ${err.error_description ?? err.message}`);
+    process.exit(1);
+  }
+}
+
 const server = provider.listen(port, '127.0.0.1');
 server.on('error', (err) => {
   console.error(`server.mjs: cannot listen on 127.0.0.1:${port}: ${err.message}`);
