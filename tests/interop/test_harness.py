@@ -201,3 +201,20 @@ def test_rp_initiated_logout_ends_the_provider_session(oidc_provider: OidcProvid
         )
         assert after == "http://127.0.0.1:39124/?state=bye"
         assert asks_for_login(browser)
+
+
+def test_web_client_signs_in_silently_with_a_live_session(oidc_provider: OidcProvider) -> None:
+    redirect_uri = "http://127.0.0.1:40002/auth/web/callback"
+    client = oidc_provider.register_client([redirect_uri], application_type="web")
+    with httpx.Client(timeout=10.0) as browser:
+        first = oidc_provider.authorization_request(client_id=client[0], redirect_uri=redirect_uri)
+        oidc_provider.login(first.url, http=browser)
+        silent = oidc_provider.authorization_request(
+            client_id=client[0], redirect_uri=redirect_uri, prompt="none"
+        )
+        assert "code" in _query(oidc_provider.login(silent.url, http=browser))
+    other_port = oidc_provider.authorization_request(
+        client_id=client[0], redirect_uri="http://127.0.0.1:40003/auth/web/callback"
+    )
+    with pytest.raises(OidcProviderError, match="redirect_uri"):
+        oidc_provider.login(other_port.url)
