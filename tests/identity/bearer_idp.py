@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
@@ -168,7 +169,7 @@ class MiniIdP:
             return fault
         if self.gate is not None:
             await anyio.to_thread.run_sync(self.gate.wait, 5)
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         self.introspection_requests.append((dict(request.headers), form))
         expected = "Basic " + base64.b64encode(b"orders-api:s3cr%3Aet%25%2B+x").decode()
         basic_ok = request.headers.get("authorization") == expected
