@@ -1,0 +1,1 @@
+"""HTTP endpoints of the test identity provider, one module per concern."""
