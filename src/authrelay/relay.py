@@ -64,6 +64,12 @@ class Relay:
         self._async_driver: AsyncDriver | None = None
         self._sync_driver: SyncDriver | None = None
         self.route_handler: Callable[[AuthRequest], Flow[Response]] = _no_routes
+        if settings.connectors:
+            from .connectors import ConnectorRegistry
+
+            self.connectors = ConnectorRegistry(self)
+            self.route_handler = self.connectors.routes.handle
+            self.services.user_tokens = self.connectors.tokens
         install_redaction()
 
     def __repr__(self) -> str:

@@ -1,0 +1,266 @@
+"""The routes under ``routes.prefix``: connectors list, login, connect, callback, logout, me.
+
+Defends against:
+
+- cross-site logout (SE-07): ``POST`` only (``GET`` → 405); an ``Origin`` or
+  ``Sec-Fetch-Site`` that is not this site → 403; a client that sends neither must
+  present the session's CSRF token (``csrf_token`` form field or ``X-CSRF-Token``);
+- sessions surviving logout (SE-06, RV-01, RV-02): local state first (session record
+  and stored tokens deleted), then best-effort RFC 7009 revocation of the refresh and
+  access tokens, then RP-initiated logout for OIDC providers; the cookie is cleared
+  with its own attributes and ``Max-Age=0``;
+- token leaks through ``/me`` (INV-1): it lists linked connectors and scopes, never a
+  token; nothing here puts an ID token in a URL.
+
+Route matching uses the path the shell got from the server (TR-04), never a URL
+rebuilt from ``Host``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from .. import _io
+from .._crypto import constant_time_equals
+from .._io import Flow
+from ..responses import Response, json_response, redirect, wants_html
+from ..routing import AuthRequest
+from ..stores.tokens import StoredTokens
+from .connector import Connector
+from .login import LoginFlows
+from .metadata import best_locale_text
+
+if TYPE_CHECKING:
+    from .registry import ConnectorRegistry
+
+__all__ = ["ConnectorRoutes"]
+
+logger = logging.getLogger("authrelay.connectors.routes")
+
+_REVOKE_RETRIES = 1
+_MAX_RETRY_AFTER = 1.0
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class ConnectorRoutes:
+    """Dispatches requests under the prefix to the connector flows."""
+
+    def __init__(self, registry: ConnectorRegistry) -> None:
+        self.registry = registry
+        self.relay = registry.relay
+        self.settings = registry.relay.settings
+        self.flows = LoginFlows(registry)
+
+    def __repr__(self) -> str:
+        return f"ConnectorRoutes(prefix={self.settings.routes.prefix!r})"
+
+    def handle(self, request: AuthRequest) -> Flow[Response]:
+        """The response for a request under the prefix (a flow)."""
+        path = request.path
+        if path == "/connectors":
+            return self._only_get(request) or self.list_connectors(request)
+        if path == "/me":
+            return self._only_get(request) or (yield from self.me(request))
+        if path == "/logout":
+            return (yield from self.logout(request))
+        parts = path.strip("/").split("/")
+        if len(parts) == 2:
+            connector = self.registry.get(parts[0])
+            action = parts[1]
+            if connector is not None and action in ("login", "connect", "callback"):
+                rejected = self._only_get(request)
+                if rejected is not None:
+                    return rejected
+                if action == "callback":
+                    return (yield from self.flows.callback(connector, request))
+                return (
+                    yield from self.flows.login(connector, request, connect=action == "connect")
+                )
+        return json_response({"error": "not_found"}, 404)
+
+    @staticmethod
+    def _only_get(request: AuthRequest) -> Response | None:
+        if request.method in ("GET", "HEAD"):
+            return None
+        return json_response({"error": "method_not_allowed"}, 405, [("allow", "GET")])
+
+    # -- connectors list and me ---------------------------------------------------------
+
+    def list_connectors(self, request: AuthRequest) -> Response:
+        """JSON for login pages, in the caller's best ``Accept-Language``."""
+        language = request.headers.get("accept-language")
+        items = []
+        for name, connector in self.registry.connectors.items():
+            meta = connector.metadata
+            items.append(
+                {
+                    "id": name,
+                    "connector_id": meta.id,
+                    "target": meta.target,
+                    "type": meta.type,
+                    "platform": meta.platform,
+                    "name": best_locale_text(meta.name, language) or name,
+                    "description": best_locale_text(meta.description, language),
+                    "logo": meta.logo,
+                    "logo_dark": meta.logo_dark,
+                    "login_url": f"{self.settings.routes.prefix}/{name}/login",
+                }
+            )
+        response = json_response({"connectors": items})
+        response.headers.append(("vary", "Accept-Language"))
+        return response
+
+    def me(self, request: AuthRequest) -> Flow[Response]:
+        """The principal and linked connectors (no tokens)."""
+        principal = request.identity.principal
+        if not principal.is_authenticated:
+            return json_response({"authenticated": False})
+        body: dict[str, Any] = {
+            "authenticated": True,
+            "kind": principal.kind,
+            "subject": principal.subject,
+            "issuer": principal.issuer,
+            "connector": principal.connector,
+            "profile": dict(principal.claims) if principal.kind == "session" else {},
+            "connectors": [],
+        }
+        if principal.kind == "session" and principal.subject is not None:
+            records = yield from self.registry.store.list_tokens(
+                principal.subject, self.registry.issuers()
+            )
+            body["connectors"] = [record.public() for record in records]
+            if principal.session_id is not None:
+                body["csrf_token"] = self.registry.csrf_token(principal.session_id)
+        return json_response(body)
+
+    # -- logout -------------------------------------------------------------------------
+
+    def _expected_origin(self, request: AuthRequest) -> str:
+        base = self.settings.public_base_url
+        if base is not None:
+            return _origin_of(base)
+        return f"{request.scheme}://{request.headers.get('host', '')}".lower()
+
+    def _same_site(self, request: AuthRequest) -> bool:
+        origin = request.headers.get("origin")
+        if origin is not None:
+            return origin.lower() == self._expected_origin(request)
+        site = request.headers.get("sec-fetch-site")
+        if site is not None:
+            return site == "same-origin"
+        session_id = request.identity.principal.session_id
+        if session_id is None:
+            return True  # nothing to log out of: no state can be changed
+        token = request.headers.get("x-csrf-token")
+        if token is None:
+            values = request.form().get("csrf_token") or []
+            token = values[0] if len(values) == 1 else None
+        return token is not None and constant_time_equals(
+            token, self.registry.csrf_token(session_id)
+        )
+
+    def logout(self, request: AuthRequest) -> Flow[Response]:
+        """End the session, revoke refresh tokens, and maybe log out at the provider."""
+        if request.method != "POST":  # SE-07
+            return json_response({"error": "method_not_allowed"}, 405, [("allow", "POST")])
+        if not self._same_site(request):
+            logger.warning("logout_cross_site_refused")
+            return json_response({"error": "forbidden"}, 403)
+        principal = request.identity.principal
+        end_session: str | None = None
+        revoked: list[tuple[Connector, StoredTokens]] = []
+        if principal.kind == "session" and principal.session_id is not None:
+            user = principal.subject or ""
+            records = yield from self.registry.store.list_tokens(user, self.registry.issuers())
+            for record in records:  # RV-02: local state first
+                yield from self.registry.store.delete_tokens(user, record.connector)
+                connector = self.registry.get(record.connector)
+                if connector is not None:
+                    revoked.append((connector, record))
+            yield from self.relay.sessions.destroy(principal.session_id)  # SE-06
+            for connector, record in revoked:
+                yield from self._revoke_all(connector, record)
+            session_connector = self.registry.get(principal.connector or "")
+            if session_connector is not None:
+                end_session = yield from self._end_session_url(session_connector)
+        after = self.settings.routes.after_logout
+        if wants_html(request.headers.get("accept")):
+            response = redirect(end_session or after, 303)
+        else:
+            response = json_response({"logged_out": True, "redirect": end_session or after})
+        response.set_cookie(self.relay.sessions.clear_cookie())
+        return response
+
+    def _end_session_url(self, connector: Connector) -> Flow[str | None]:
+        if connector.kind != "oidc" or not connector.settings.rp_initiated_logout:
+            return None
+        try:
+            endpoints = yield from connector.endpoints()
+        except Exception:  # logout goes on without the provider
+            logger.warning("end_session_discovery_failed connector=%s", connector.name)
+            return None
+        if endpoints.end_session is None:
+            return None
+        # OIDC RP-Initiated Logout §2; no id_token_hint: an ID token never goes in a URL
+        params = {"client_id": connector.client_id}
+        base = self.settings.public_base_url
+        if base is not None:
+            params["post_logout_redirect_uri"] = (
+                base.rstrip("/") + self.settings.routes.after_logout
+            )
+        separator = "&" if "?" in endpoints.end_session else "?"
+        return endpoints.end_session + separator + urlencode(params)
+
+    def _revoke_all(self, connector: Connector, record: StoredTokens) -> Flow[None]:
+        try:
+            endpoints = yield from connector.endpoints()
+        except Exception:
+            logger.warning("revocation_skipped connector=%s reason=metadata", connector.name)
+            return
+        if endpoints.revocation is None:
+            return
+        # RV-01: the refresh token first, then the access token
+        for token, hint in (
+            (record.refresh_token, "refresh_token"),
+            (record.access_token, "access_token"),
+        ):
+            if token is not None:
+                yield from self._revoke(connector, endpoints.revocation, token, hint)
+
+    def _revoke(self, connector: Connector, url: str, token: str, hint: str) -> Flow[None]:
+        data = {"token": token, "token_type_hint": hint}  # RFC 7009 §2.1
+        for attempt in range(_REVOKE_RETRIES + 1):
+            try:
+                response: httpx.Response = yield from _io.send(
+                    connector.token_request(url, data),
+                    max_bytes=connector.http.max_token_bytes,
+                    total_timeout=connector.http.token_timeout,
+                )
+            except (_io.TransportFailure, _io.ResponseTooLarge):
+                logger.warning("revocation_failed connector=%s hint=%s", connector.name, hint)
+                return
+            if response.status_code == 200:  # RFC 7009 §2.2: success whatever the body
+                return
+            if b"unsupported_token_type" in response.content:  # RV-03
+                logger.info("revocation_unsupported connector=%s hint=%s", connector.name, hint)
+                return
+            retry_after = response.headers.get("retry-after", "")
+            if response.status_code == 503 and attempt < _REVOKE_RETRIES:
+                delay = float(retry_after) if retry_after.isdigit() else _MAX_RETRY_AFTER
+                yield _io.Sleep(min(delay, _MAX_RETRY_AFTER))
+                continue
+            logger.warning(
+                "revocation_failed connector=%s hint=%s status=%d",
+                connector.name,
+                hint,
+                response.status_code,
+            )
+            return

@@ -1,0 +1,256 @@
+"""User-delegated tokens for services with ``flow = "connector"``: read, refresh, rotate.
+
+Defends against (SECURITY §7, §14; DESIGN lessons on rotation races):
+
+- two refreshes racing with one refresh token (RT-02): single-flight per (user,
+  connector) in the process (``Shared``), plus a store lease (``put`` if absent, with a
+  TTL) across processes; waiters re-read the store after the lease is released and use
+  what the winner wrote;
+- a rotated refresh token lost (RT-01, INV-4): the new set replaces the old with
+  compare-and-set on the record version; a response without ``refresh_token`` keeps
+  the old one; if the write fails the new set stays pinned in the process and is
+  written again on the next use (ST-09) while the current request goes on;
+- logging a user out because another worker rotated first (RT-03): after
+  ``invalid_grant`` the store is re-read and, if the refresh token changed, the refresh
+  is retried once with it; otherwise the link is marked expired (tokens dropped) and
+  :class:`~authrelay.errors.ReauthorizationRequired` points at the connect URL;
+- configuration errors deleting user tokens (RT-06): ``invalid_client``,
+  ``unauthorized_client`` and ``unsupported_grant_type`` are upstream errors, nothing
+  is deleted;
+- replays that revoke a token family (RT-04): retries only when the request never
+  reached the server, or on 429/503;
+- a refreshed ID token for someone else (RT-05): ``iss``, ``sub``, ``aud``, ``azp`` must
+  match the original or the whole response is discarded;
+- a refresh resurrecting tokens after logout (ST-10): the write is conditional on the
+  version read under the lease; a deleted record stays deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from .._io import Flow, Shared, Sleep
+from ..errors import (
+    ConsentRequired,
+    ReauthorizationRequired,
+    TokenStoreUnavailable,
+    UpstreamError,
+)
+from ..principal import Principal
+from ..stores.tokens import StoredTokens
+from ..tokens.model import AccessToken
+from .connector import Connector, TokenEndpointError
+from .idtoken import same_identity, validate_id_token
+
+if TYPE_CHECKING:
+    from .registry import ConnectorRegistry
+
+__all__ = ["ConnectorTokenSource"]
+
+logger = logging.getLogger("authrelay.connectors.tokens")
+
+REFRESH_MARGIN = 60.0
+"""Refresh this many seconds before the access token expires."""
+DEFAULT_LIFETIME = 300.0
+"""Assumed lifetime of an access token issued without ``expires_in``."""
+LEASE_TTL = 30.0
+_LEASE_WAITS = 40
+_LEASE_POLL = 0.25
+_CONFIG_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+
+
+class ConnectorTokenSource:
+    """Implements :class:`authrelay.tokens.UserTokenSource` over the sealed token store."""
+
+    def __init__(self, registry: ConnectorRegistry) -> None:
+        self.registry = registry
+        self.store = registry.store
+        self._clock = registry.relay.clock
+        self._prefix = registry.relay.settings.routes.prefix
+        self._pinned: dict[tuple[str, str], StoredTokens] = {}
+
+    def __repr__(self) -> str:
+        return f"ConnectorTokenSource(pinned={len(self._pinned)})"
+
+    def _connect_url(self, connector: str, scopes: tuple[str, ...] = ()) -> str:
+        url = f"{self._prefix}/{connector}/connect"
+        return f"{url}?scope={quote(' '.join(scopes))}" if scopes else url
+
+    def _reauth(self, connector: str, why: str) -> ReauthorizationRequired:
+        return ReauthorizationRequired(
+            why, connector=connector, login_url=self._connect_url(connector)
+        )
+
+    def _fresh(self, record: StoredTokens) -> bool:
+        if record.access_token is None:
+            return False
+        return record.expires_at is None or record.expires_at - REFRESH_MARGIN > self._clock()
+
+    def _token(self, record: StoredTokens) -> AccessToken:
+        assert record.access_token is not None
+        expires = record.expires_at
+        if expires is None:
+            expires = self._clock() + DEFAULT_LIFETIME
+        return AccessToken(record.access_token, expires, "Bearer", record.scopes)
+
+    def user_token(
+        self,
+        principal: Principal,
+        connector: str,
+        scopes: tuple[str, ...],
+        *,
+        force_refresh: bool,
+    ) -> Flow[AccessToken]:
+        """The user's token at ``connector`` with ``scopes``; refreshed when due."""
+        target = self.registry.get(connector)
+        if target is None:
+            raise UpstreamError("the service names an unknown connector", connector=connector)
+        user = principal.subject
+        if principal.kind == "anonymous" or user is None:
+            raise self._reauth(connector, "sign in to use this service")
+        record = yield from self._load(user, target)
+        if record is None or record.status != "active" or record.access_token is None:
+            raise self._reauth(connector, "connect this account to use this service")
+        missing = tuple(s for s in scopes if s not in record.scopes)
+        if missing:
+            raise ConsentRequired(
+                "more permissions are needed for this service",
+                connector=connector,
+                login_url=self._connect_url(connector, missing),
+                scopes=missing,
+            )
+        if self._fresh(record) and not force_refresh:
+            return self._token(record)
+        if record.refresh_token is None:
+            if self._fresh(record):
+                return self._token(record)
+            raise self._reauth(connector, "the access to this account has expired")
+        used = record.refresh_token
+        token: AccessToken = yield Shared(
+            ("authrelay.connector-refresh", user, connector),
+            lambda: self._refresh(target, user, used, force_refresh),
+        )
+        return token
+
+    def _load(self, user: str, connector: Connector) -> Flow[StoredTokens | None]:
+        record, version = yield from self.store.load_tokens(user, connector.name, connector.issuer)
+        pinned = self._pinned.get((user, connector.name))
+        if pinned is not None:
+            try:
+                written = yield from self.store.save_tokens(user, pinned, expected_version=version)
+            except TokenStoreUnavailable:
+                return pinned
+            self._pinned.pop((user, connector.name), None)
+            if written is not None:
+                logger.info("pinned_tokens_persisted connector=%s", connector.name)
+                return pinned
+        return record
+
+    def _refresh(
+        self, connector: Connector, user: str, used: str, force: bool
+    ) -> Flow[AccessToken]:
+        name = connector.name
+        owner: str | None = None
+        for _ in range(_LEASE_WAITS):
+            record, _version = yield from self.store.load_tokens(user, name, connector.issuer)
+            if record is None or record.status != "active":
+                raise self._reauth(name, "connect this account to use this service")
+            if record.refresh_token != used and self._fresh(record):
+                return self._token(record)  # another worker refreshed meanwhile
+            owner = yield from self.store.acquire_lease(user, name, ttl=LEASE_TTL)
+            if owner is not None:
+                break
+            yield Sleep(_LEASE_POLL)
+        else:
+            raise UpstreamError("another refresh for this account is still running", connector=name)
+        try:
+            return (yield from self._refresh_locked(connector, user, used, force))
+        finally:
+            yield from self.store.release_lease(user, name, owner)
+
+    def _refresh_locked(
+        self, connector: Connector, user: str, used: str, force: bool
+    ) -> Flow[AccessToken]:
+        name = connector.name
+        record, version = yield from self.store.load_tokens(user, name, connector.issuer)
+        if record is None or record.status != "active" or record.refresh_token is None:
+            raise self._reauth(name, "connect this account to use this service")
+        if record.refresh_token != used and self._fresh(record):
+            return self._token(record)
+        if not force and self._fresh(record):
+            return self._token(record)
+        endpoints = yield from connector.endpoints()
+        refresh_token = record.refresh_token
+        for attempt in range(2):
+            try:
+                # RFC 6749 §6
+                response = yield from connector.call_token_endpoint(
+                    endpoints.token,
+                    {"grant_type": "refresh_token", "refresh_token": refresh_token},
+                    retry=True,
+                )
+                break
+            except TokenEndpointError as exc:
+                if exc.code in _CONFIG_ERRORS:  # RT-06
+                    logger.error("refresh_config_error connector=%s error=%s", name, exc.code)
+                    raise UpstreamError(
+                        "the provider refused this app's credentials",
+                        connector=name,
+                        oauth_error=exc.code,
+                    ) from None
+                if exc.code != "invalid_grant":
+                    raise UpstreamError(
+                        "the token endpoint failed", connector=name, oauth_error=exc.code
+                    ) from None
+                # RT-03: another worker may have rotated the token meanwhile
+                latest, version = yield from self.store.load_tokens(user, name, connector.issuer)
+                if (
+                    attempt == 0
+                    and latest is not None
+                    and latest.status == "active"
+                    and latest.refresh_token is not None
+                    and latest.refresh_token != refresh_token
+                ):
+                    refresh_token = latest.refresh_token
+                    record = latest
+                    continue
+                if latest is not None:
+                    yield from self.store.save_tokens(
+                        user, latest.expired_link(self._clock()), expected_version=version
+                    )
+                logger.info("connector_link_expired connector=%s", name)
+                raise self._reauth(name, "the access to this account was revoked") from None
+        else:  # pragma: no cover - the loop always breaks or raises
+            raise UpstreamError("the token endpoint failed", connector=name)
+        now = self._clock()
+        id_claims = dict(record.id_claims)
+        if response.id_token is not None and connector.kind == "oidc":
+            claims = yield from validate_id_token(
+                connector, endpoints, response.id_token, now=now, nonce=None
+            )
+            if not same_identity(record.id_claims, claims):  # RT-05
+                logger.error("refresh_id_token_mismatch connector=%s", name)
+                raise UpstreamError("the refreshed ID token names someone else", connector=name)
+        updated = replace(
+            record,
+            access_token=response.access_token,
+            # RT-01: keep the old refresh token when none is returned (RFC 6749 §6)
+            refresh_token=response.refresh_token or record.refresh_token,
+            expires_at=None if response.expires_in is None else now + response.expires_in,
+            scopes=tuple(response.scope.split()) if response.scope is not None else record.scopes,
+            id_claims=id_claims,
+            updated_at=now,
+        )
+        try:
+            written = yield from self.store.save_tokens(user, updated, expected_version=version)
+        except TokenStoreUnavailable:
+            self._pinned[(user, name)] = updated  # ST-09
+            logger.error("refresh_write_failed connector=%s; pinned in process", name)
+            return self._token(updated)
+        if written is None:
+            # Changed or deleted while the lease was held (logout, ST-10): not resurrected.
+            logger.warning("refresh_write_conflict connector=%s", name)
+        return self._token(updated)
