@@ -8,9 +8,11 @@ Settings (``settings.py``)::
 
 The middleware sets ``request.principal``, ``request.auth_credentials`` and
 ``request.services``, serves the connector routes under ``routes.prefix`` and renders
-authrelay errors a view lets propagate. Under WSGI it drives the relay's sync driver,
-under ASGI its async driver: never ``async_to_sync`` or a thread hop on the request path
-(DESIGN "One core, two shells"). The relay is built once per process and rebuilt only
+authrelay errors a view lets propagate. ``request.services`` clients are async for
+``async def`` views under ASGI and sync otherwise (use sync views under WSGI). Under
+WSGI it drives the relay's sync driver, under ASGI its async driver: never
+``async_to_sync`` or a thread hop on the request path (DESIGN "One core, two shells").
+The relay is built once per process and rebuilt only
 when ``AUTHRELAY`` / ``AUTHRELAY_SETTINGS_FILE`` is replaced.
 
 Defends against: views that forget to check the caller (``@require`` fails closed),
@@ -23,6 +25,7 @@ from __future__ import annotations
 import atexit
 import functools
 import http.cookies
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -32,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
+from ._types import ASGIApp, Receive, Scope, Send
 from .errors import AuthRelayError
 from .identity.resolve import Resolution
 from .relay import Relay
@@ -41,7 +45,9 @@ from .settings import Settings
 from .starlette import check
 from .wsgi import _split_authorization
 
-__all__ = ["AuthRelayMiddleware", "get_relay", "require", "to_django"]
+__all__ = ["AuthRelayMiddleware", "get_relay", "require", "to_django", "with_lifespan"]
+
+logger = logging.getLogger("authrelay.django")
 
 F = TypeVar("F", bound=Callable[..., Any])
 GetResponse = Callable[[HttpRequest], Any]
@@ -82,6 +88,33 @@ def get_relay() -> Relay:
         return relay
 
 
+def with_lifespan(application: ASGIApp) -> ASGIApp:
+    """Django's ASGI application plus ASGI ``lifespan``: the relay's clients close at shutdown.
+
+    Django refuses ``lifespan``, so servers never tell it they stop and pooled
+    connections to the identity provider are left open. Use
+    ``application = with_lifespan(get_asgi_application())``.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await application(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await get_relay().aclose()
+                except Exception:  # shutdown must go on
+                    logger.exception("relay_close_failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return app
+
+
 class AuthRelayMiddleware:
     """Django middleware: identity, lazy services and the connector routes."""
 
@@ -97,6 +130,8 @@ class AuthRelayMiddleware:
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
+            # An attribute, not a method: Django would run a sync hook in a thread.
+            self.process_view = self._process_view
 
     def __call__(self, request: HttpRequest) -> Any:
         if self._async:
@@ -141,6 +176,16 @@ class AuthRelayMiddleware:
         self._attach(request, resolution, asynchronous=True)
         get_response = cast(Callable[[HttpRequest], Awaitable[Any]], self.get_response)
         return _with_cookie(await get_response(request), resolution.set_cookie)
+
+    async def _process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> None:
+        """Under ASGI, give a sync view (run in a worker thread) sync service clients."""
+        principal = getattr(request, "principal", None)
+        if principal is not None and not iscoroutinefunction(view):
+            cast(Any, request).services = self.relay.services.for_request(
+                principal, cast(Any, request).auth_credentials, asynchronous=False
+            )
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
         """Render an authrelay error a view let propagate; leave the others to Django."""

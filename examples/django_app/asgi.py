@@ -1,0 +1,12 @@
+"""ASGI entry point: ``uvicorn examples.django_app.asgi:application``."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+from authrelay.django import with_lifespan
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.settings")
+application = with_lifespan(get_asgi_application())  # closes authrelay's clients at exit

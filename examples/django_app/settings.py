@@ -1,0 +1,17 @@
+"""Django settings of the example: only what authrelay needs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "examples.django_app.urls"
+INSTALLED_APPS: list[str] = []
+MIDDLEWARE = ["authrelay.django.AuthRelayMiddleware"]
+USE_TZ = True
+
+# authrelay's settings: a TOML file (its ${VAR}s from the environment) or AUTHRELAY = {...}
+AUTHRELAY_SETTINGS_FILE = Path(__file__).parent.parent / "authrelay.toml"

@@ -1,0 +1,51 @@
+"""authrelay with FastAPI: run ``uvicorn examples.fastapi_app:app``.
+
+Settings come from ``examples/authrelay.toml`` (its ``${VAR}``s from the environment),
+or from the caller of :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI
+
+from authrelay import AuthRelayMiddleware, Relay, Settings
+from authrelay.fastapi import CurrentPrincipal, OptionalPrincipal, Service, require
+
+SETTINGS_FILE = Path(__file__).with_name("authrelay.toml")
+
+
+def create_app(settings: Settings | None = None, *, relay: Relay | None = None) -> FastAPI:
+    """The example app; settings default to ``examples/authrelay.toml``."""
+    if relay is None:
+        relay = Relay(settings or Settings.from_toml(SETTINGS_FILE))
+    app = FastAPI(title="authrelay example")
+    app.add_middleware(AuthRelayMiddleware, relay=relay)
+
+    @app.get("/")
+    async def home(user: OptionalPrincipal) -> dict[str, Any]:
+        """Open to everyone; says who is calling, if anyone."""
+        return {"signed_in": user.is_authenticated, "name": user.display_name}
+
+    @app.get("/me")
+    async def me(user: CurrentPrincipal) -> dict[str, Any]:
+        """Signed-in callers only (401 for APIs, a login redirect for browsers)."""
+        return {"subject": user.subject, "kind": user.kind, "name": user.display_name}
+
+    @app.get("/scopes", dependencies=[require(scopes=["orders.read"])])
+    async def scopes(user: CurrentPrincipal) -> dict[str, Any]:
+        """Callers whose token carries ``orders.read`` (403 insufficient_scope otherwise)."""
+        return {"subject": user.subject}
+
+    @app.get("/orders", dependencies=[require(scopes=["orders.read"])])
+    async def orders(orders: Annotated[Any, Service("orders")]) -> Any:
+        """Calls the orders service on behalf of the caller (a token is fetched on first use)."""
+        response = await orders.get("/orders")
+        return response.json()
+
+    return app
+
+
+app = create_app()
