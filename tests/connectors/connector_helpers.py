@@ -1,0 +1,144 @@
+"""Helpers: the app under uvicorn (or werkzeug) in front of the test identity provider."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from authrelay import AuthRelayMiddleware, Relay, Settings
+from authrelay.testing import IdentityProvider, free_port, serve_asgi
+from authrelay.testing.servers import serve_wsgi
+
+KEY = "connector-tests-secret-key-000000"
+
+
+def app_settings(idp_issuer: str, base_url: str, **extra: Any) -> Settings:
+    """Settings with one OIDC connector ``idp`` at the test provider."""
+    connector: dict[str, Any] = {
+        "standard": "oidc",
+        "issuer": idp_issuer,
+        "client_id": "test-client",
+        "client_secret": "test-secret",
+    }
+    connector.update(extra.pop("connector", {}))
+    data: dict[str, Any] = {
+        "secret_keys": [KEY],
+        "public_base_url": base_url,
+        "session": {"dev_insecure_cookies": True},
+        "http": {"allow_insecure_loopback": True},
+        "connectors": {"idp": connector},
+    }
+    data.update(extra)
+    return Settings.model_validate(data)
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A plain ASGI app that shows who is calling."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    user = scope.get("user")
+    body = json.dumps({"path": scope["path"], "subject": getattr(user, "subject", None)}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def wsgi_echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A plain WSGI app that shows who is calling."""
+    principal = environ.get("authrelay.principal")
+    body = json.dumps(
+        {"path": environ["PATH_INFO"], "subject": getattr(principal, "subject", None)}
+    ).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
+@dataclass
+class Running:
+    """An app served over loopback, its relay, and a browser-like client."""
+
+    base: str
+    relay: Relay
+    client: httpx.Client
+
+    def login(self, next_path: str = "/", connector: str = "idp") -> httpx.Response:
+        """Run login → provider → callback; return the callback's response."""
+        start = self.client.get(f"{self.base}/auth/{connector}/login", params={"next": next_path})
+        assert start.status_code == 302, start.text
+        at_idp = self.client.get(start.headers["location"])
+        assert at_idp.status_code in (302, 303), at_idp.text
+        return self.client.get(at_idp.headers["location"])
+
+    def authorize(self, path: str = "/auth/idp/login", **params: str) -> str:
+        """Start a login and let the provider answer; return the callback URL (not visited)."""
+        start = self.client.get(f"{self.base}{path}", params=params)
+        assert start.status_code == 302, start.text
+        at_idp = self.client.get(start.headers["location"])
+        assert at_idp.status_code in (302, 303), at_idp.text
+        return str(at_idp.headers["location"])
+
+    def me(self) -> dict[str, Any]:
+        """``GET /auth/me``."""
+        response = self.client.get(f"{self.base}/auth/me")
+        assert response.status_code == 200
+        return dict(response.json())
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query parameters of ``url`` (single values)."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def jwt_payload(token: str) -> dict[str, Any]:
+    """The payload of a JWT without verifying it (test inspection only)."""
+    segment = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+
+
+@contextmanager
+def run_app(
+    idp: IdentityProvider,
+    *,
+    wsgi: bool = False,
+    clock: Callable[[], float] | None = None,
+    **settings_extra: Any,
+) -> Iterator[Running]:
+    """Serve the echo app behind authrelay on a loopback port."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = app_settings(idp.issuer, base, **settings_extra)
+    relay = Relay(settings, clock=clock) if clock else Relay(settings)
+    if wsgi:
+        from authrelay.wsgi import AuthRelayWSGIMiddleware
+
+        server: AbstractContextManager[str] = serve_wsgi(
+            AuthRelayWSGIMiddleware(wsgi_echo_app, relay=relay), port=port
+        )
+    else:
+        server = serve_asgi(AuthRelayMiddleware(echo_app, relay=relay), port=port)
+    with server, httpx.Client(follow_redirects=False, timeout=10) as client:
+        yield Running(base, relay, client)
+    relay.close()
+
+
+__all__ = ["Running", "app_settings", "jwt_payload", "query_of", "run_app"]
