@@ -155,17 +155,20 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
     async def login(request: Request) -> Response:
         if request.method != "POST":
             return _error_page("sign in through the authorization endpoint")
-        form = await request.form()
-        tx = str(form.get("tx", ""))
+        try:
+            form = parse_params((await request.body()).decode("utf-8"))
+        except (OAuthError, UnicodeDecodeError):
+            return _error_page("malformed login form")
+        tx = form.get("tx", "")
         with idp.state.lock:
             pending = idp.state.login_transactions.get(tx)
         if pending is None:
             return _error_page("unknown or finished login transaction")
         csrf = pending["csrf"]
-        if str(form.get("csrf", "")) != csrf or request.cookies.get(CSRF_COOKIE) != csrf:
+        if form.get("csrf", "") != csrf or request.cookies.get(CSRF_COOKIE) != csrf:
             return _error_page("login form was not posted from this browser")
-        user = idp.users_by_name.get(str(form.get("username", "")))
-        password = str(form.get("password", ""))
+        user = idp.users_by_name.get(form.get("username", ""))
+        password = form.get("password", "")
         if user is None or not secrets.compare_digest(user.password.encode(), password.encode()):
             return _login_form(tx, csrf, "Wrong username or password.")
         with idp.state.lock:
