@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from integration_apps import describe
 
+from authrelay import InsufficientScope
 from authrelay.django import require
 
 
@@ -35,7 +36,12 @@ def downstream(request: Any) -> JsonResponse:
     return JsonResponse(response.json(), status=response.status_code)
 
 
+def raises(request: HttpRequest) -> JsonResponse:
+    raise InsufficientScope(scopes=("admin",))
+
+
 urlpatterns = [
+    path("raises", raises),
     path("open", open_route),
     path("me", me),
     path("orders", orders),
