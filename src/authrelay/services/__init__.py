@@ -1,25 +1,67 @@
-"""Downstream services: a lazy, request-scoped ``Services`` mapping of authorized clients."""
+"""Downstream services: a lazy, request-scoped ``Services`` mapping of authorized clients.
+
+``services["orders"]`` is a small object bound to a pooled HTTP client that exists once
+per service and process; no token is fetched until the route first sends a request or
+asks for ``authorization_header()``, and then it comes from the token cache whenever it
+can. Building the registry does no I/O; per request, :meth:`ServiceRegistry.for_request`
+allocates one small object.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from ..errors import UnknownService
 from ..principal import Credentials, Principal
+from ..tokens import AccessToken, TokenResponse, UserTokenSource
+from .agents import AgentRuntime
+from .client import AsyncServiceClient, ServiceClient, SyncServiceClient
+from .options import DEFAULT_OPTIONS, CallOptions
+from .runtime import ServiceRuntime
 
 if TYPE_CHECKING:
     from ..relay import Relay
 
-__all__ = ["ServiceRegistry", "Services"]
+__all__ = [
+    "AsyncServiceClient",
+    "CallOptions",
+    "ServiceClient",
+    "ServiceRegistry",
+    "Services",
+    "SyncServiceClient",
+]
+
+logger = logging.getLogger("authrelay.services")
 
 
 class ServiceRegistry:
-    """Everything about services that is built once per relay."""
+    """Everything about services that is built once per relay.
+
+    ``user_tokens`` is where the connectors package registers its
+    :class:`~authrelay.tokens.UserTokenSource`; until then ``connector`` services raise
+    ``ReauthorizationRequired``. ``transports[name] = (async_transport, sync_transport)``
+    routes a service's traffic elsewhere (tests), if set before its first request.
+    """
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
-        self.names = tuple(relay.settings.services)
+        settings = relay.settings
+        self.names = tuple(settings.services)
+        self.user_tokens: UserTokenSource | None = None
+        self.transports: dict[
+            str, tuple[httpx.AsyncBaseTransport | None, httpx.BaseTransport | None]
+        ] = {}
+        self.agents = {name: AgentRuntime(self, name, a) for name, a in settings.agents.items()}
+        self.runtimes = {
+            name: ServiceRuntime(self, name, service) for name, service in settings.services.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"ServiceRegistry({list(self.names)!r})"
 
     def for_request(
         self, principal: Principal, credentials: Credentials, *, asynchronous: bool
@@ -30,14 +72,47 @@ class ServiceRegistry:
     def client(
         self, name: str, principal: Principal, credentials: Credentials, *, asynchronous: bool
     ) -> Any:
-        """A client for ``name`` bound to this caller."""
-        raise UnknownService(name, list(self.names))
+        """A client for ``name`` bound to this caller (no token, no network)."""
+        runtime = self.runtimes.get(name)
+        if runtime is None:
+            raise UnknownService(name, list(self.names))
+        cls = AsyncServiceClient if asynchronous else SyncServiceClient
+        return cls(runtime, principal, credentials, DEFAULT_OPTIONS)
+
+    def agent(self, name: str) -> AgentRuntime:
+        """The configured agent ``name`` (checked at start and by ``with_options``)."""
+        return self.agents[name]
+
+    def token_from(
+        self,
+        response: TokenResponse,
+        runtime: ServiceRuntime,
+        scopes: tuple[str, ...],
+        *,
+        not_after: float | None,
+    ) -> AccessToken:
+        """An :class:`AccessToken` from a token response, never outliving ``not_after``.
+
+        A token without ``expires_in`` gets the service's ``default_token_lifetime``;
+        exchanged tokens end no later than the subject token (TX-04).
+        """
+        now = self.relay.clock()
+        lifetime = response.expires_in or float(runtime.settings.default_token_lifetime)
+        expires_at = now + lifetime
+        if not_after is not None and not_after < expires_at:
+            expires_at = not_after
+        granted = response.scope if response.scope is not None else scopes
+        return AccessToken(response.access_token, expires_at, scopes=granted)
 
     async def aclose(self) -> None:
         """Close pooled clients."""
+        for runtime in self.runtimes.values():
+            await runtime.aclose()
 
     def close(self) -> None:
         """Close pooled clients."""
+        for runtime in self.runtimes.values():
+            runtime.close()
 
 
 class Services:
@@ -64,8 +139,6 @@ class Services:
             clients = self._clients = {}
         client = clients.get(name)
         if client is None:
-            if name not in self._registry.names:
-                raise UnknownService(name, list(self._registry.names))
             client = clients[name] = self._registry.client(
                 name, self._principal, self._credentials, asynchronous=self._asynchronous
             )

@@ -1,0 +1,256 @@
+"""Acquiring a service's credential: cache, single-flight, then the service's flow.
+
+Rules (each checked by the tests):
+
+1. A cold key costs one token request however many requests (tasks or threads) want it
+   at once: the acquisition runs under :class:`~authrelay._io.Shared`, and the leader
+   re-checks the cache first, so waiters that arrive late find the fresh entry.
+2. A failure is shared by the waiters and remembered for ``negative_cache_ttl`` seconds;
+   during that window the same key raises at once without a request.
+3. Tokens derived from the caller's bearer token (exchange, on-behalf-of) are keyed by
+   SHA-256 of that token (TX-03) and expire no later than it does (TX-04); only a
+   verified bearer token (``Principal.kind == "bearer"``) is ever exchanged.
+4. The caller's token is forwarded only by ``forward`` services, only from a verified
+   bearer caller (never a session), and only when its ``aud`` names the service's
+   audience (FW-01).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .._crypto import fingerprint
+from .._io import Flow, Shared
+from ..errors import (
+    MissingCredentials,
+    ReauthorizationRequired,
+    UpstreamError,
+)
+from ..principal import Credentials, Principal
+from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, request_token
+from ..tokens.client_auth import ClientAuthenticator
+from ..tokens.grants import (
+    client_credentials_form,
+    on_behalf_of_form,
+    token_exchange_form,
+)
+from .options import CallOptions
+
+if TYPE_CHECKING:
+    from .runtime import ServiceRuntime
+
+__all__ = ["header_flow"]
+
+logger = logging.getLogger("authrelay.services")
+
+
+def header_flow(
+    runtime: ServiceRuntime,
+    principal: Principal,
+    credentials: Credentials,
+    options: CallOptions,
+    key: Hashable | None,
+    *,
+    stale: str | None = None,
+) -> Flow[str]:
+    """The credential (header value) for one call; ``stale`` is a value a 401 refused."""
+    if runtime.static_header is not None:
+        return runtime.static_header
+    if key is None:
+        return forward_header(runtime, principal, credentials)
+    force = False
+    if stale is not None:
+        runtime.cache.discard(key, stale)
+        entry = runtime.cache.get(key)
+        if entry is not None and entry.header != stale:
+            return entry.header
+        force = True
+    if not force:
+        hit = runtime.cache.get(key)
+        if hit is not None:
+            return hit.header
+    shared: CachedToken = yield Shared(
+        ("authrelay.token", runtime.name, key, force),
+        lambda: _acquire_once(runtime, principal, credentials, options, key, force),
+    )
+    return shared.header
+
+
+def forward_header(runtime: ServiceRuntime, principal: Principal, credentials: Credentials) -> str:
+    """The caller's own bearer token, if it may go to this service (FW-01)."""
+    token = credentials.token
+    if principal.kind != "bearer" or not token:
+        raise MissingCredentials("this service needs the caller's bearer token")
+    audience = principal.claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or runtime.settings.audience not in audiences:
+        raise UpstreamError(
+            "the caller's token is not meant for this service; it is not forwarded",
+            service=runtime.name,
+        )
+    return f"Bearer {token}"
+
+
+def _acquire_once(
+    runtime: ServiceRuntime,
+    principal: Principal,
+    credentials: Credentials,
+    options: CallOptions,
+    key: Hashable,
+    force: bool,
+) -> Flow[CachedToken]:
+    cache = runtime.cache
+    if not force:
+        entry = cache.get(key)
+        if entry is not None:
+            return entry
+    failure = cache.failure(key)
+    if failure is not None:
+        try:
+            raise copy.copy(failure)
+        except TypeError:
+            raise failure from None
+    flow = runtime.effective_flow(options)
+    try:
+        token = yield from _fetch(runtime, flow, principal, credentials, options, force)
+    except UpstreamError as exc:
+        cache.fail(key, exc, runtime.settings.negative_cache_ttl)
+        raise
+    logger.debug(
+        "token_acquired service=%s flow=%s fingerprint=%s expires_in=%d",
+        runtime.name,
+        flow,
+        fingerprint(token.value),
+        int(token.expires_at - runtime.clock()),
+    )
+    return cache.put(key, token, runtime.header_for(token), runtime.margin)
+
+
+def _fetch(
+    runtime: ServiceRuntime,
+    flow: str,
+    principal: Principal,
+    credentials: Credentials,
+    options: CallOptions,
+    force: bool,
+) -> Flow[AccessToken]:
+    settings = runtime.settings
+    scopes = options.scopes if options.scopes is not None else runtime.scopes
+    if flow == "connector":
+        connector = settings.connector
+        assert connector is not None
+        source = runtime.registry.user_tokens
+        login_url = f"{runtime.registry.relay.prefix}/{connector}/login"
+        if source is None or principal.kind == "anonymous":
+            raise ReauthorizationRequired(
+                "connect this account first", connector=connector, login_url=login_url
+            )
+        user_token: AccessToken = yield from source.user_token(
+            principal, connector, scopes, force_refresh=force
+        )
+        return user_token
+    agent = runtime.registry.agent(options.actor) if options.actor else None
+    if flow == "client_credentials":
+        auth = agent.auth if agent is not None else runtime.auth
+        form = client_credentials_form(
+            scopes=scopes,
+            audience=settings.audience,
+            resource=settings.resource,
+            extra=_extra(runtime, options),
+        )
+        response = yield from _post(runtime, options, form, auth, scopes, user_grant=False)
+        return runtime.registry.token_from(response, runtime, scopes, not_after=None)
+    token = credentials.token
+    if principal.kind != "bearer" or not token:
+        # TX-04: only a verified bearer token may be exchanged; sessions carry none.
+        raise MissingCredentials("this service needs the caller's bearer token")
+    not_after = credentials.expires_at
+    if not_after is not None and not_after <= runtime.clock():
+        raise MissingCredentials("the caller's bearer token has expired")
+    if flow == "on_behalf_of":
+        form = on_behalf_of_form(
+            assertion=token,
+            scopes=scopes,
+            resource=settings.resource,
+            extra=_extra(runtime, options),
+        )
+        response = yield from _post(runtime, options, form, runtime.auth, scopes, user_grant=True)
+        return runtime.registry.token_from(response, runtime, scopes, not_after=not_after)
+    actor_name = options.actor if options.actor is not None else settings.actor
+    actor_token: str | None = None
+    if actor_name is not None:
+        endpoint, issuer = yield from token_endpoint(runtime, options)
+        actor_token = yield from runtime.registry.agent(actor_name).token(endpoint, issuer)
+    form = token_exchange_form(
+        subject_token=token,
+        subject_token_type=settings.subject_token_type,
+        requested_token_type=settings.requested_token_type,
+        scopes=scopes,
+        audience=settings.audience,
+        resource=settings.resource,
+        actor_token=actor_token,
+        extra=_extra(runtime, options),
+    )
+    response = yield from _post(
+        runtime, options, form, runtime.auth, scopes, user_grant=True,
+        expect_issued=settings.requested_token_type,
+    )  # fmt: skip
+    return runtime.registry.token_from(response, runtime, scopes, not_after=not_after)
+
+
+def _extra(runtime: ServiceRuntime, options: CallOptions) -> list[tuple[str, str]]:
+    params = dict(runtime.settings.token_endpoint_params)
+    params.update(options.token_endpoint_params)
+    return sorted(params.items())
+
+
+def token_endpoint(runtime: ServiceRuntime, options: CallOptions) -> Flow[tuple[str, str | None]]:
+    """The token endpoint for a call and the issuer identifier (assertion audience)."""
+    relay = runtime.registry.relay
+    bearer = relay.settings.bearer
+    issuer = bearer.issuer if bearer is not None else None
+    configured = runtime.settings.token_endpoint
+    if configured is not None:
+        tenant = options.tenant or runtime.settings.tenant
+        if tenant is not None:
+            configured = configured.replace("{tenant}", quote(tenant, safe=""))
+        return configured, issuer
+    source: Any = relay.bearer
+    metadata = yield from source.metadata()
+    endpoint = metadata.get("token_endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise UpstreamError(
+            "the bearer issuer's metadata names no token_endpoint", service=runtime.name
+        )
+    return endpoint, issuer
+
+
+def _post(
+    runtime: ServiceRuntime,
+    options: CallOptions,
+    form: dict[str, str],
+    auth: ClientAuthenticator | None,
+    scopes: tuple[str, ...],
+    *,
+    user_grant: bool,
+    expect_issued: str | None = None,
+) -> Flow[Any]:
+    endpoint, issuer = yield from token_endpoint(runtime, options)
+    settings = runtime.settings
+    http = runtime.registry.relay.settings.http
+    response = yield from request_token(
+        endpoint,
+        form,
+        auth,
+        issuer=issuer,
+        policy=RetryPolicy(SAFE, settings.token_retries, settings.token_retry_deadline),
+        context=ErrorContext(service=runtime.name, scopes=scopes, user_grant=user_grant),
+        max_bytes=http.max_token_bytes,
+        timeout=http.token_timeout,
+        expect_issued_token_type=expect_issued,
+    )
+    return response

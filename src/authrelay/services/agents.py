@@ -1,0 +1,82 @@
+"""Agents: workloads with their own client identity whose token is the RFC 8693 actor.
+
+Defends against an agent's token being fetched once per user request (it is an app
+token, cached per token endpoint and single-flight like any other) and against its
+secret showing up anywhere (only the client id is ever printed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from .._io import Flow, Shared
+from ..errors import UpstreamError
+from ..settings import AgentSettings
+from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, TokenCache
+from ..tokens import request_token as _request_token
+from ..tokens.client_auth import ClientAuthenticator
+from ..tokens.grants import client_credentials_form
+
+if TYPE_CHECKING:
+    from . import ServiceRegistry
+
+__all__ = ["AgentRuntime"]
+
+_MARGIN = 60.0
+_NEGATIVE_TTL = 2.0
+
+
+class AgentRuntime:
+    """One configured agent: its client authentication and its cached own token."""
+
+    def __init__(self, registry: ServiceRegistry, name: str, settings: AgentSettings) -> None:
+        self.registry = registry
+        self.name = name
+        self.settings = settings
+        self.auth = ClientAuthenticator(settings.as_client(), clock=registry.relay.clock)
+        self.scopes = tuple(sorted(set(settings.scopes)))
+        self.cache = TokenCache(64, 1024 * 1024, clock=registry.relay.clock)
+
+    def __repr__(self) -> str:
+        return f"AgentRuntime(name={self.name!r}, client_id={self.settings.client_id!r})"
+
+    def token(self, fallback_endpoint: str, issuer: str | None) -> Flow[str]:
+        """The agent's own access token (for ``actor_token``), cached and single-flight."""
+        endpoint = self.settings.token_endpoint or fallback_endpoint
+        key: Hashable = (endpoint, self.scopes, self.settings.audience)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit.token.value
+        entry: CachedToken = yield Shared(
+            ("authrelay.agent", self.name, key), lambda: self._acquire(key, endpoint, issuer)
+        )
+        return entry.token.value
+
+    def _acquire(self, key: Hashable, endpoint: str, issuer: str | None) -> Flow[CachedToken]:
+        entry = self.cache.get(key)
+        if entry is not None:
+            return entry
+        failure = self.cache.failure(key)
+        if failure is not None:
+            raise failure
+        http = self.registry.relay.settings.http
+        form = client_credentials_form(scopes=self.scopes, audience=self.settings.audience)
+        try:
+            response = yield from _request_token(
+                endpoint,
+                form,
+                self.auth,
+                issuer=issuer,
+                policy=RetryPolicy(SAFE, 2, http.token_timeout),
+                context=ErrorContext(service=f"agent:{self.name}", user_grant=False),
+                max_bytes=http.max_token_bytes,
+                timeout=http.token_timeout,
+            )
+        except UpstreamError as exc:
+            self.cache.fail(key, exc, _NEGATIVE_TTL)
+            raise
+        now = self.registry.relay.clock()
+        lifetime = response.expires_in or 300.0
+        token = AccessToken(response.access_token, now + lifetime, scopes=self.scopes)
+        return self.cache.put(key, token, f"Bearer {token.value}", _MARGIN)

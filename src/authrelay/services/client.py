@@ -1,0 +1,334 @@
+"""``ServiceClient``: an authorized client for one service, bound to one caller.
+
+The async client (ASGI) and the sync client (WSGI) share one authorization flow
+(:func:`_auth_flow`, httpx ``Auth`` style) and differ only in how they run it.
+
+Defends against (DS-01, DS-03):
+
+- a credential sent to another origin: only requests to the service's own origin get
+  one (absolute URLs elsewhere go out bare);
+- retry loops: a downstream 401 drops that token, acquires a fresh one and retries once,
+  only when the request body can be replayed and the challenge does not name another
+  error than ``invalid_token``; a second 401 is returned as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+
+from ..errors import DownstreamClientError, DownstreamServerError
+from ..principal import Credentials, Principal
+from .acquire import header_flow
+from .options import DEFAULT_OPTIONS, CallOptions
+from .runtime import ServiceRuntime
+
+__all__ = ["AsyncServiceClient", "ServiceClient", "SyncServiceClient"]
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    """Effect of the auth flow: a credential, fresh when ``stale`` is the refused one."""
+
+    stale: str | None = None
+
+
+def _replayable(request: httpx.Request) -> bool:
+    try:
+        request.content  # noqa: B018 - raises when the body is a one-shot stream
+    except httpx.RequestNotRead:
+        return False
+    return True
+
+
+def _invalid_token_challenge(response: httpx.Response) -> bool:
+    """True unless the challenge names an error other than ``invalid_token`` (RFC 6750 §3)."""
+    challenge = response.headers.get("www-authenticate", "")
+    if "error=" not in challenge:
+        return True
+    return "invalid_token" in challenge
+
+
+def _auth_flow(
+    runtime: ServiceRuntime, request: httpx.Request
+) -> Generator[httpx.Request | _Need, Any, None]:
+    if not runtime.same_origin(request.url):
+        yield request
+        return
+    header: str = yield _Need()
+    runtime.attach(request, header)
+    response: httpx.Response = yield request
+    if (
+        response.status_code != 401
+        or not runtime.retry_on_401
+        or not _replayable(request)
+        or not _invalid_token_challenge(response)
+    ):
+        return
+    fresh: str = yield _Need(stale=header)
+    if fresh == header:
+        return
+    runtime.attach(request, fresh)
+    yield request
+
+
+class _Auth(httpx.Auth):
+    __slots__ = ("_client",)
+
+    def __init__(self, client: _Base) -> None:
+        self._client = client
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        client = self._client
+        assert isinstance(client, SyncServiceClient)
+        flow = _auth_flow(client._runtime, request)
+        value: Any = None
+        while True:
+            try:
+                effect = flow.send(value)
+            except StopIteration:
+                return
+            if isinstance(effect, _Need):
+                value = client._header(effect.stale)
+            else:
+                value = yield effect
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        client = self._client
+        assert isinstance(client, AsyncServiceClient)
+        flow = _auth_flow(client._runtime, request)
+        value: Any = None
+        while True:
+            try:
+                effect = flow.send(value)
+            except StopIteration:
+                return
+            if isinstance(effect, _Need):
+                value = await client._header(effect.stale)
+            else:
+                value = yield effect
+
+
+def _decode(response: httpx.Response, service: str) -> Any:
+    status = response.status_code
+    if status >= 500:
+        raise DownstreamServerError(
+            f"{service} answered HTTP {status}",
+            status_code=status,
+            body=response.content,
+            service=service,
+        )
+    if status >= 400:
+        raise DownstreamClientError(
+            f"{service} answered HTTP {status}",
+            status_code=status,
+            body=response.content,
+            service=service,
+        )
+    if not response.content:
+        return None
+    return response.json()
+
+
+class _Base:
+    __slots__ = ("_auth", "_cache", "_credentials", "_key", "_options", "_principal", "_runtime")
+
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        principal: Principal,
+        credentials: Credentials,
+        options: CallOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        self._runtime = runtime
+        self._cache = runtime.cache.entries
+        self._principal = principal
+        self._credentials = credentials
+        self._options = options
+        self._key: Hashable | None = _UNSET
+        self._auth = _Auth(self)
+
+    @property
+    def name(self) -> str:
+        """The service's name in settings."""
+        return self._runtime.name
+
+    @property
+    def base_url(self) -> str:
+        """The service's base URL."""
+        return self._runtime.base_url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._runtime.name!r}, {self._runtime.base_url!r})"
+
+    def _make_key(self) -> Hashable | None:
+        key = self._key = self._runtime.key(self._principal, self._credentials, self._options)
+        return key
+
+    def with_options(
+        self,
+        *,
+        scopes: Iterable[str] | None = None,
+        tenant: str | None = None,
+        actor: str | None = None,
+        app_token: bool | None = None,
+        token_endpoint_params: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A client for the same caller with per-call overrides, cached under its own key.
+
+        ``tenant`` needs ``{tenant}`` in the service's ``token_endpoint``; ``actor`` must
+        name a configured agent. Invalid overrides raise ``ValueError``.
+        """
+        runtime = self._runtime
+        if tenant is not None and "{tenant}" not in (runtime.settings.token_endpoint or ""):
+            raise ValueError(
+                f"service {runtime.name!r} has no {{tenant}} in its token_endpoint; "
+                "a tenant override cannot apply"
+            )
+        if actor is not None and actor not in runtime.registry.agents:
+            raise ValueError(f"no agent named {actor!r} is configured")
+        options = self._options.merged(
+            scopes=scopes,
+            tenant=tenant,
+            actor=actor,
+            app_token=app_token,
+            token_endpoint_params=token_endpoint_params,
+        )
+        return type(self)(runtime, self._principal, self._credentials, options)
+
+
+class AsyncServiceClient(_Base):
+    """The client a route gets under ASGI: ``await services["x"].get("/path")``."""
+
+    __slots__ = ()
+
+    async def authorization_header(self) -> str:
+        """The credential's header value (``Bearer …``); from cache whenever it can."""
+        key = self._key
+        if key is _UNSET:
+            key = self._make_key()
+        entry = self._cache.get(key)
+        if entry is not None and entry.use_until > self._runtime.clock():
+            return entry.header
+        return await self._header(None)
+
+    async def _header(self, stale: str | None) -> str:
+        key = self._key
+        if key is _UNSET:
+            key = self._make_key()
+        runtime = self._runtime
+        flow = header_flow(
+            runtime, self._principal, self._credentials, self._options, key, stale=stale
+        )
+        return await runtime.registry.relay.async_driver.run(flow)
+
+    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """Send a request through the pooled client with this caller's authorization."""
+        kwargs["auth"] = self._auth
+        return await self._runtime.async_client.request(method, url, **kwargs)
+
+    async def get(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``GET``."""
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``POST``."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``PUT``."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``PATCH``."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``DELETE``."""
+        return await self.request("DELETE", url, **kwargs)
+
+    async def call(
+        self,
+        path: str,
+        method: str = "GET",
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Call ``path`` and return the decoded JSON; 4xx/5xx raise typed errors."""
+        response = await self.request(method, path, json=json, params=params)
+        return _decode(response, self._runtime.name)
+
+
+class SyncServiceClient(_Base):
+    """The client a route gets under WSGI: ``services["x"].get("/path")``."""
+
+    __slots__ = ()
+
+    def authorization_header(self) -> str:
+        """The credential's header value (``Bearer …``); from cache whenever it can."""
+        key = self._key
+        if key is _UNSET:
+            key = self._make_key()
+        entry = self._cache.get(key)
+        if entry is not None and entry.use_until > self._runtime.clock():
+            return entry.header
+        return self._header(None)
+
+    def _header(self, stale: str | None) -> str:
+        key = self._key
+        if key is _UNSET:
+            key = self._make_key()
+        runtime = self._runtime
+        flow = header_flow(
+            runtime, self._principal, self._credentials, self._options, key, stale=stale
+        )
+        return runtime.registry.relay.sync_driver.run(flow)
+
+    def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """Send a request through the pooled client with this caller's authorization."""
+        kwargs["auth"] = self._auth
+        return self._runtime.sync_client.request(method, url, **kwargs)
+
+    def get(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``GET``."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``POST``."""
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``PUT``."""
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``PATCH``."""
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
+        """``DELETE``."""
+        return self.request("DELETE", url, **kwargs)
+
+    def call(
+        self,
+        path: str,
+        method: str = "GET",
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Call ``path`` and return the decoded JSON; 4xx/5xx raise typed errors."""
+        response = self.request(method, path, json=json, params=params)
+        return _decode(response, self._runtime.name)
+
+
+ServiceClient = AsyncServiceClient | SyncServiceClient
+"""Either client; both have the same method names."""
