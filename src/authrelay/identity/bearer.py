@@ -20,7 +20,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 from .._crypto import fingerprint
@@ -156,9 +155,11 @@ class BearerVerifier:
         Raises :class:`InvalidToken` (401), :class:`InsufficientScope` (403) or
         :class:`~authrelay.errors.IdentityProviderUnavailable` (503, ``retry_after`` set).
         """
-        hit = self.cached(token)
-        if hit is not None:
-            return hit
+        key = hashlib.sha256(token.encode()).digest()
+        if key in self._entries:
+            hit = self.cached(token)
+            if hit is not None:
+                return hit
         dots = token.count(".")
         if dots == 2:
             validator = yield from self._jwt_validator()
@@ -172,7 +173,7 @@ class BearerVerifier:
             result = yield from self._introspector.introspect(token)
             if not result.active:
                 logger.info("bearer_rejected reason=%s token=%s", result.reason, fingerprint(token))
-                self._cache.put(_key(token), result.cache_until, (None, ()))
+                self._cache.put(key, result.cache_until, (None, ()))
                 raise InvalidToken(reason=result.reason)
             claims = result.claims
             exp = claims.get("exp")
@@ -187,13 +188,11 @@ class BearerVerifier:
             subject=subject if isinstance(subject, str) else None,
             kind="bearer",
             issuer=issuer if isinstance(issuer, str) else self._rules.issuer,
-            claims=claims
-            if isinstance(claims, MappingProxyType)
-            else MappingProxyType(dict(claims)),
+            claims=claims,  # read-only already (MappingProxyType from jwt / introspection)
         )
         pair = (principal, Credentials(scopes=scopes, token=token, expires_at=expires_at))
-        missing = tuple(scope for scope in self._required if scope not in scopes)
-        self._cache.put(_key(token), cache_until, (pair, missing))
+        missing = tuple(s for s in self._required if s not in scopes) if self._required else ()
+        self._cache.put(key, cache_until, (pair, missing))
         if missing:
             raise InsufficientScope(scopes=self._required)
         return pair
@@ -241,7 +240,3 @@ class BearerVerifier:
             keys=self._jwks, algorithms=self._algorithms, rules=self._rules, clock=self._clock
         )
         return self._validator
-
-
-def _key(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
