@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import Served, relay_settings, serve_django, setup_django
+from integration_support import Served, relay_settings, serve_django, setup_django
 
 from authrelay.testing import IdentityProvider
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import relay_settings
 from integration_apps import fastapi_app
+from integration_support import relay_settings
 
 from authrelay import Relay, Settings
 from authrelay.fastapi import require

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import flask
 import pytest
-from conftest import SECRET
+from integration_support import SECRET
 
 from authrelay import Relay, Settings
 from authrelay.flask import init_app, principal, require

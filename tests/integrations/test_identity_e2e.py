@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Served, relay_settings, serve_framework, session_cookie
+from integration_support import Served, relay_settings, serve_framework, session_cookie
 
 from authrelay.testing import IdentityProvider
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import relay_settings
 from integration_apps import starlette_app
+from integration_support import relay_settings
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
