@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -91,7 +92,7 @@ class BenchIdP:
 
     async def _token(self, request: Request) -> JSONResponse:
         self.token_calls += 1
-        form = await request.form()
+        form = parse_qs((await request.body()).decode())
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
         body: dict[str, Any] = {
@@ -99,7 +100,7 @@ class BenchIdP:
             "token_type": "Bearer",
             "expires_in": 3600,
         }
-        if form.get("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange":
+        if form.get("grant_type") == ["urn:ietf:params:oauth:grant-type:token-exchange"]:
             body["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
         return JSONResponse(body, headers={"cache-control": "no-store"})
 
