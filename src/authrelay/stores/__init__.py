@@ -25,4 +25,9 @@ def open_backends(
 
         sqlite = SQLiteBackend(path_from_url(url), clock=clock)
         return sqlite, AsyncSQLiteBackend(sqlite)
+    if url.startswith(("redis://", "rediss://", "redis+sentinel://")):
+        from .redis import AsyncRedisBackend, RedisBackend
+
+        redis = RedisBackend(url, namespace=settings.key_prefix, timeout=settings.timeout)
+        return redis, AsyncRedisBackend(redis)
     raise NotImplementedError(f"store backend for {url.split(':', 1)[0]!r} is not available yet")

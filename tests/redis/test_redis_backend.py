@@ -1,0 +1,175 @@
+"""The Redis backend keeps the versioned store contract, on both faces, on a real server."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import httpx
+import pytest
+from _redis_helpers import REDIS_URL
+
+import redis
+from authrelay._crypto import KeyRing
+from authrelay._io import AsyncDriver, SyncDriver
+from authrelay.settings import StoreSettings
+from authrelay.stores import open_backends
+from authrelay.stores.base import AsyncBackend, Backend
+from authrelay.stores.redis import AsyncRedisBackend, RedisBackend
+from authrelay.stores.tokens import StoredTokens, TokenStore
+
+pytestmark = pytest.mark.redis
+
+KEY = b"r" * 32
+CANARY_AT = "canary-access-token-5f1d"
+CANARY_RT = "canary-refresh-token-9b2e"
+
+
+def test_protocol_faces(backend: RedisBackend, async_backend: AsyncRedisBackend) -> None:
+    assert isinstance(backend, Backend)
+    assert isinstance(async_backend, AsyncBackend)
+
+
+def test_cas_and_versions_never_reused(backend: RedisBackend, prefix: str) -> None:
+    key = prefix + "k"
+    assert backend.get(key) is None
+    v1 = backend.put(key, b"one", expected_version=0)
+    assert v1 is not None
+    assert backend.put(key, b"dup", expected_version=0) is None
+    assert backend.get(key) == (b"one", v1)
+    v2 = backend.put(key, b"two", expected_version=v1)
+    assert v2 is not None and v2 > v1
+    assert backend.put(key, b"stale", expected_version=v1) is None
+    assert backend.get(key) == (b"two", v2)
+    assert backend.delete(key, expected_version=v1) is False
+    assert backend.delete(key, expected_version=v2) is True
+    assert backend.delete(key) is False
+    assert backend.get(key) is None
+    # A writer still holding v1 or v2 can never match again, even though the key is new.
+    v3 = backend.put(key, b"again", expected_version=0)
+    assert v3 is not None and v3 > v2
+    assert backend.put(key, b"late", expected_version=v2) is None
+    assert backend.put(key, b"late", expected_version=v1) is None
+    assert backend.put(key, b"blind") is not None  # no expectation: last writer wins
+
+
+def test_ttl_is_enforced_by_redis_itself(
+    backend: RedisBackend, raw: redis.Redis, prefix: str
+) -> None:
+    key = prefix + "short"
+    backend.put(key, b"x", ttl=0.2)
+    backend.put(prefix + "forever", b"y", ttl=None)
+    assert 0 < raw.pttl(key) <= 200
+    assert raw.pttl(prefix + "forever") == -1
+    # Rewriting without a TTL makes a value permanent again.
+    backend.put(prefix + "later", b"z", ttl=60)
+    backend.put(prefix + "later", b"z2")
+    assert raw.pttl(prefix + "later") == -1
+    for _ in range(200):  # wait for the server's own expiry; no process removes it
+        if not raw.exists(key):
+            break
+        time.sleep(0.02)
+    assert backend.get(key) is None
+    assert backend.put(key, b"fresh", expected_version=0) is not None
+
+
+def test_keys_use_scan_with_an_escaped_prefix(backend: RedisBackend, prefix: str) -> None:
+    for name in ("a:1", "a:2", "ab:1", "a*:1", "b:1"):
+        backend.put(prefix + name, b"v")
+    assert backend.keys(prefix + "a:") == [prefix + "a:1", prefix + "a:2"]
+    # Glob characters in a prefix are literal, never a pattern.
+    assert backend.keys(prefix + "a*") == [prefix + "a*:1"]
+    # The version counter is not a record.
+    assert prefix + "@version" not in backend.keys(prefix)
+    assert len(backend.keys(prefix)) == 5
+
+
+def test_async_face_same_contract(async_backend: AsyncRedisBackend, prefix: str) -> None:
+    async def scenario() -> None:
+        key = prefix + "k"
+        assert await async_backend.get(key) is None
+        v1 = await async_backend.put(key, b"one", expected_version=0, ttl=30)
+        assert v1 is not None
+        assert await async_backend.put(key, b"dup", expected_version=0) is None
+        assert await async_backend.get(key) == (b"one", v1)
+        assert await async_backend.keys(prefix) == [key]
+        assert await async_backend.delete(key, expected_version=v1 + 1) is False
+        assert await async_backend.delete(key, expected_version=v1) is True
+        v2 = await async_backend.put(key, b"two", expected_version=0)
+        assert v2 is not None and v2 > v1
+        await async_backend.aclose()
+
+    anyio.run(scenario)
+
+
+def test_sync_and_async_faces_see_one_store(
+    backend: RedisBackend, async_backend: AsyncRedisBackend, prefix: str
+) -> None:
+    version = backend.put(prefix + "shared", b"from-sync")
+
+    async def scenario() -> None:
+        assert await async_backend.get(prefix + "shared") == (b"from-sync", version)
+        assert await async_backend.put(prefix + "shared", b"x", expected_version=version)
+        await async_backend.aclose()
+
+    anyio.run(scenario)
+    assert backend.get(prefix + "shared")[0] == b"x"  # type: ignore[index]
+
+
+def _tokens() -> StoredTokens:
+    return StoredTokens(
+        connector="github",
+        target="github",
+        access_token=CANARY_AT,
+        refresh_token=CANARY_RT,
+        expires_at=time.time() + 3600,
+    )
+
+
+def test_st01_sealed_at_rest_in_raw_redis(raw: redis.Redis, prefix: str) -> None:
+    sync, _ = open_backends(StoreSettings(url=REDIS_URL, key_prefix=prefix))
+    store = TokenStore(KeyRing([KEY], "authrelay-store-v1"), prefix=prefix)
+    with httpx.Client() as client:
+        driver = SyncDriver(client, sync)
+        assert driver.run(store.save_tokens("alice", _tokens(), expected_version=0))
+        record, _version = driver.run(store.load_tokens("alice", "github", None))
+    assert record is not None and record.refresh_token == CANARY_RT
+    names = list(raw.scan_iter(match=prefix + "*"))
+    assert names
+    everything = b""
+    for name in names:
+        # ST-06: key names carry digests, never a user id or a token
+        assert b"alice" not in name and b"canary" not in name
+        if raw.type(name) == b"hash":
+            everything += b"".join(k + v for k, v in raw.hgetall(name).items())
+        else:
+            everything += raw.get(name) or b""
+    assert everything
+    assert b"canary" not in everything  # INV-1: no plaintext token in Redis
+    sync.close()
+
+
+def test_st01_sealed_at_rest_async_driver(raw: redis.Redis, prefix: str) -> None:
+    _, asynchronous = open_backends(StoreSettings(url=REDIS_URL, key_prefix=prefix))
+    store = TokenStore(KeyRing([KEY], "authrelay-store-v1"), prefix=prefix)
+
+    async def scenario() -> StoredTokens | None:
+        async with httpx.AsyncClient() as client:
+            driver = AsyncDriver(client, asynchronous)
+            await driver.run(store.save_tokens("bob", _tokens(), expected_version=0))
+            record, _ = await driver.run(store.load_tokens("bob", "github", None))
+        await asynchronous.aclose()
+        return record
+
+    record = anyio.run(scenario)
+    assert record is not None and record.access_token == CANARY_AT
+    key = store.tokens_key("bob", "github")
+    sealed = raw.hget(key, "v")
+    assert sealed and b"canary" not in sealed
+
+
+def test_repr_never_shows_credentials() -> None:
+    store = RedisBackend("redis://user:hunter2-secret@127.0.0.1:6379/3?ssl_cert_reqs=none")
+    assert "hunter2" not in repr(store)
+    assert "hunter2" not in repr(AsyncRedisBackend(store))
+    assert "127.0.0.1:6379/3" in repr(store)
