@@ -61,7 +61,8 @@ def clean_idp(idp: IdentityProvider) -> Iterator[IdentityProvider]:
 @pytest.fixture(scope="package")
 def downstream_server(idp: IdentityProvider) -> Iterator[tuple[Downstream, str]]:
     api = Downstream(idp)
-    with serve_asgi(api.app) as url:
+    # A long keep-alive: a loaded machine must not turn idle pooled connections into resets.
+    with serve_asgi(api.app, timeout_keep_alive=60) as url:
         yield api, url
 
 

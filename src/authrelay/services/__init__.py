@@ -10,11 +10,13 @@ allocates one small object.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._io import AsyncDriver, SyncDriver
 from ..errors import UnknownService
 from ..principal import Credentials, Principal
 from ..tokens import AccessToken, TokenResponse, UserTokenSource
@@ -59,6 +61,31 @@ class ServiceRegistry:
         self.runtimes = {
             name: ServiceRuntime(self, name, service) for name, service in settings.services.items()
         }
+        self._driver_lock = threading.Lock()
+        self._sync_driver: SyncDriver | None = None
+        self._async_driver: AsyncDriver | None = None
+
+    @property
+    def sync_driver(self) -> SyncDriver:
+        """The relay's sync driver, pinned once so every thread shares one single-flight map."""
+        driver = self._sync_driver
+        if driver is None:
+            with self._driver_lock:
+                driver = self._sync_driver
+                if driver is None:
+                    driver = self._sync_driver = self.relay.sync_driver
+        return driver
+
+    @property
+    def async_driver(self) -> AsyncDriver:
+        """The relay's async driver, pinned once (see :attr:`sync_driver`)."""
+        driver = self._async_driver
+        if driver is None:
+            with self._driver_lock:
+                driver = self._async_driver
+                if driver is None:
+                    driver = self._async_driver = self.relay.async_driver
+        return driver
 
     def __repr__(self) -> str:
         return f"ServiceRegistry({list(self.names)!r})"
@@ -105,14 +132,24 @@ class ServiceRegistry:
         return AccessToken(response.access_token, expires_at, scopes=granted)
 
     async def aclose(self) -> None:
-        """Close pooled clients."""
+        """Close pooled clients (and a pinned driver the relay no longer holds)."""
         for runtime in self.runtimes.values():
             await runtime.aclose()
+        driver, self._async_driver = self._async_driver, None
+        if driver is not None and driver is not getattr(self.relay, "_async_driver", None):
+            await driver.client.aclose()
+        self._close_sync_driver()
 
     def close(self) -> None:
-        """Close pooled clients."""
+        """Close pooled clients (and a pinned driver the relay no longer holds)."""
         for runtime in self.runtimes.values():
             runtime.close()
+        self._close_sync_driver()
+
+    def _close_sync_driver(self) -> None:
+        driver, self._sync_driver = self._sync_driver, None
+        if driver is not None and driver is not getattr(self.relay, "_sync_driver", None):
+            driver.client.close()
 
 
 class Services:

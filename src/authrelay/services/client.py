@@ -229,7 +229,7 @@ class AsyncServiceClient(_Base):
         flow = header_flow(
             runtime, self._principal, self._credentials, self._options, key, stale=stale
         )
-        return await runtime.registry.relay.async_driver.run(flow)
+        return await runtime.registry.async_driver.run(flow)
 
     async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """Send a request through the pooled client with this caller's authorization."""
@@ -291,7 +291,7 @@ class SyncServiceClient(_Base):
         flow = header_flow(
             runtime, self._principal, self._credentials, self._options, key, stale=stale
         )
-        return runtime.registry.relay.sync_driver.run(flow)
+        return runtime.registry.sync_driver.run(flow)
 
     def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """Send a request through the pooled client with this caller's authorization."""
