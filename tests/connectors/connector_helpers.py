@@ -136,9 +136,27 @@ def run_app(
         )
     else:
         server = serve_asgi(AuthRelayMiddleware(echo_app, relay=relay), port=port)
-    with server, httpx.Client(follow_redirects=False, timeout=10) as client:
-        yield Running(base, relay, client)
-    relay.close()
+    try:
+        with server, httpx.Client(follow_redirects=False, timeout=10) as client:
+            yield Running(base, relay, client)
+    finally:
+        relay.close()
 
 
 __all__ = ["Running", "app_settings", "jwt_payload", "query_of", "run_app"]
+
+
+def refresh_count(idp: IdentityProvider, expected: int) -> int:
+    """The provider's refresh-grant count once it reaches ``expected`` (or after 5 s).
+
+    The provider counts a request after its answer is sent, so a client can be a moment
+    ahead of the counter; this waits for the count instead of racing it.
+    """
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:
+        count = idp.counters.count(endpoint="token", grant_type="refresh_token")
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.01)
