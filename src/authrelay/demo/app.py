@@ -69,7 +69,7 @@ class _Pages:
         if get_principal(request).is_authenticated:
             return RedirectResponse("/", 303, headers=_NO_STORE)
         accounts = ", ".join(
-            f"<kbd>{_e(user)}</kbd> / <kbd>{_e(password)}</kbd>"
+            f'<span class="pair"><kbd>{_e(user)}</kbd> / <kbd>{_e(password)}</kbd></span>'
             for user, password in self.page.accounts
         )
         body = self.signin_template.substitute(accounts=accounts, prefix=_e(self.prefix))

@@ -21,6 +21,7 @@ from .._types import Clock
 from ..errors import ConfigurationError
 from ..relay import Relay
 from ..settings import ConnectorSettings, Settings
+from ..testing import IdentityProvider
 from .app import DemoPage, build_app
 from .providers import (
     CODEHOST_USERS,
@@ -106,6 +107,8 @@ class Demo:
         self.urls: dict[str, str] = {}
         self.users: tuple[DemoUser, ...] = DEMO_USERS
         self.relay: Relay | None = None
+        self.providers: dict[str, IdentityProvider] = {}
+        """``"idp"`` and ``"codehost"`` once started (tests mint tokens with them)."""
         self._servers = ServerGroup()
 
     def __repr__(self) -> str:
@@ -169,6 +172,7 @@ class Demo:
             connector="codehost",
             resource=repos_resource(),
         )
+        self.providers = {"idp": idp, "codehost": codehost}
         self.relay = Relay(settings, clock=self.clock)
         page = DemoPage(
             example_dir=example_dir,
