@@ -1,0 +1,70 @@
+"""Connector login, refresh and logout against the certified oidc-provider (node)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from oidc_harness import OidcProvider
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "connectors"))
+from connector_helpers import run_app
+
+from authrelay import Principal
+
+pytestmark = pytest.mark.interop
+
+
+def _app(provider: OidcProvider, **extra: Any) -> Any:
+    connector = {
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "client_secret": provider.client_secret,
+        "scopes": ["openid", "profile", "email", "offline_access"],
+        "authorize_params": {"prompt": "consent"},
+    }
+    return run_app(SimpleNamespace(issuer=provider.issuer), connector=connector, **extra)  # type: ignore[arg-type]
+
+
+def test_login_refresh_and_logout_with_oidc_provider(oidc_provider: OidcProvider) -> None:
+    with _app(oidc_provider) as app:
+        callback = oidc_provider.login(
+            f"{app.base}/auth/idp/login?next=/after", "alice", http=app.client
+        )
+        assert "iss=" in callback  # RFC 9207 from a provider that declares support
+        done = app.client.get(callback)
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == "/after"
+        me = app.me()
+        assert me["authenticated"] is True
+        subject = me["subject"]
+        assert subject.startswith("idp|")
+        assert me["connectors"][0]["status"] == "active"
+        principal = Principal(subject=subject, kind="session", connector="idp")
+        source = app.relay.connectors.tokens
+        first = app.relay.sync_driver.run(
+            source.user_token(principal, "idp", (), force_refresh=False)
+        )
+        second = app.relay.sync_driver.run(
+            source.user_token(principal, "idp", (), force_refresh=True)
+        )
+        assert first.value != second.value  # refreshed (with rotation) at the real provider
+        out = app.client.post(
+            f"{app.base}/auth/logout", headers={"origin": app.base, "accept": "application/json"}
+        )
+        assert out.status_code == 200
+        assert out.json()["redirect"].startswith(oidc_provider.discovery["end_session_endpoint"])
+        assert app.me()["authenticated"] is False
+
+
+def test_tampered_iss_is_refused_with_oidc_provider(oidc_provider: OidcProvider) -> None:
+    with _app(oidc_provider) as app:
+        callback = oidc_provider.login(f"{app.base}/auth/idp/login", "alice", http=app.client)
+        tampered = callback.replace("iss=", "iss=https%3A%2F%2Fevil.example&x=")
+        response = app.client.get(tampered)
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_issuer"
+        assert app.me()["authenticated"] is False
