@@ -56,6 +56,7 @@ class BenchIdP:
                 Route("/.well-known/openid-configuration", self._discovery),
                 Route("/jwks", self._jwks),
                 Route("/token", self._token, methods=["POST"]),
+                Route("/count", self._count),
             ]
         )
 
@@ -89,6 +90,9 @@ class BenchIdP:
         return JSONResponse(
             {"keys": [self.rsa.as_dict(private=False), self.ec.as_dict(private=False)]}
         )
+
+    async def _count(self, request: Request) -> JSONResponse:
+        return JSONResponse({"token_calls": self.token_calls})
 
     async def _token(self, request: Request) -> JSONResponse:
         self.token_calls += 1

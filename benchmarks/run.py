@@ -182,12 +182,15 @@ def run(config: Config, *, progress: Callable[[str], None] = lambda _: None) -> 
 
 def _phase_direct(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> None:
     relay = Relay(relay_settings(idp))
-    try:
-        series, facts = asyncio.run(
-            run_direct(idp, relay, rounds=config.rounds, inner=config.inner)
-        )
-    finally:
-        relay.close()
+
+    async def measure() -> tuple[dict[str, Series], dict[str, Any]]:
+        try:
+            return await run_direct(idp, relay, rounds=config.rounds, inner=config.inner)
+        finally:
+            await relay.aclose()
+            relay.close()
+
+    series, facts = asyncio.run(measure())
     figures["direct"].update(_as_dict(series))
     figures["facts"].update(facts)
     ratios = _direct_ratios(series)

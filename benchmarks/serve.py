@@ -23,10 +23,12 @@ from typing import Any
 
 __all__ = ["KINDS", "spawn"]
 
-KINDS = ("downstream", "bare", "anonymous", "session", "bearer", "header", "authlib_peer")
+KINDS = ("token", "downstream", "bare", "anonymous", "session", "bearer", "header", "authlib_peer")
 
 
-def _build(kind: str, issuer: str, downstream: str) -> tuple[Any, dict[str, Any]]:
+def _build(
+    kind: str, issuer: str, downstream: str, delay: float = 0.0
+) -> tuple[Any, dict[str, Any]]:
     from authrelay import AuthRelayMiddleware
     from authrelay.relay import Relay
 
@@ -34,6 +36,8 @@ def _build(kind: str, issuer: str, downstream: str) -> tuple[Any, dict[str, Any]
     from .idp import BenchIdP
     from .services import downstream_app, service_routes, service_settings
 
+    if kind == "token":
+        return BenchIdP(issuer=issuer, token_delay=delay).app, {}
     if kind == "downstream":
         return downstream_app(), {}
     if kind == "bare":
@@ -56,8 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--issuer", default="")
     parser.add_argument("--downstream", default="")
+    parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args(argv)
-    app, info = _build(args.kind, args.issuer, args.downstream)
+    app, info = _build(args.kind, args.issuer, args.downstream, args.delay)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, log_level="error", access_log=False
     )
@@ -78,7 +83,12 @@ def main(argv: list[str] | None = None) -> None:
 
 @contextlib.contextmanager
 def spawn(
-    kind: str, *, issuer: str = "", downstream: str = "", timeout: float = 30.0
+    kind: str,
+    *,
+    issuer: str = "",
+    downstream: str = "",
+    delay: float = 0.0,
+    timeout: float = 30.0,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Start ``kind`` on a free loopback port; yield ``(base_url, info)``; stop it on exit."""
     from authrelay.testing.servers import free_port
@@ -89,6 +99,8 @@ def spawn(
         command += ["--issuer", issuer]
     if downstream:
         command += ["--downstream", downstream]
+    if delay:
+        command += ["--delay", str(delay)]
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=_root()
     )
@@ -108,6 +120,8 @@ def spawn(
         except subprocess.TimeoutExpired:
             process.terminate()
             process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _readline(process: subprocess.Popen[str], timeout: float) -> str:
