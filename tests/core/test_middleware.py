@@ -109,6 +109,7 @@ def test_missing_credentials_api_gets_401_challenge() -> None:
 def test_missing_credentials_browser_redirected_to_login() -> None:
     relay = Relay(
         settings(
+            public_base_url="https://app.example",
             connectors={
                 "idp": {
                     "standard": "oidc",
