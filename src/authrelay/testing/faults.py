@@ -259,7 +259,13 @@ class FaultLayer:
             params.update(parse_qsl(body.decode("utf-8", "replace")))
         grant_type = params.get("grant_type") if endpoint == "token" else None
         client_id = _client_id(headers, params)
-        status = [DROPPED]
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self.counters.record(endpoint, grant_type, client_id, status)
 
         async def replay() -> Message:
             nonlocal body
@@ -268,7 +274,8 @@ class FaultLayer:
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
+                # Count before the client can see the answer, so tests never race the count.
+                record(int(message["status"]))
             await send(message)
 
         fault = self.faults.take(endpoint, grant_type)
@@ -278,11 +285,12 @@ class FaultLayer:
             if fault is None or fault.only_delays:
                 await self.app(scope, replay, observe)
             elif fault.drop:
+                record(DROPPED)
                 await _drop(scope)
             else:
                 await _send(observe, *_fault_response(fault))
         finally:
-            self.counters.record(endpoint, grant_type, client_id, status[0])
+            record(DROPPED)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

@@ -54,6 +54,7 @@ class SigningKeys:
         self._retired: list[SigningKey] = []
         self._other: dict[str, SigningKey] = {}
         self._key_set: KeySet | None = None
+        self._jwks: dict[str, Any] | None = None
 
     def current(self, alg: str) -> SigningKey:
         """The key that signs with ``alg`` now."""
@@ -72,12 +73,14 @@ class SigningKeys:
                 self._retired = []
             self._current = fresh
             self._key_set = None
+            self._jwks = None
 
     def drop_retired(self) -> None:
         """Remove retired keys from the JWKS."""
         with self._lock:
             self._retired = []
             self._key_set = None
+            self._jwks = None
 
     def resolve(self, choice: KeyChoice, alg: str) -> Any:
         """Map ``"current" | "old" | "other" | key`` to a key object for ``alg``."""
@@ -102,7 +105,11 @@ class SigningKeys:
 
     def jwks(self) -> dict[str, Any]:
         """The public JWK Set (RFC 7517 §5), private members never included."""
-        return {"keys": [key.as_dict(private=False) for key in self.published()]}
+        cached = self._jwks
+        if cached is None:
+            cached = {"keys": [key.as_dict(private=False) for key in self.published()]}
+            self._jwks = cached
+        return {"keys": [dict(k) for k in cached["keys"]]}
 
     def key_set(self) -> KeySet:
         """Public keys as a joserfc KeySet, for verifying this provider's own tokens."""
@@ -129,6 +136,9 @@ class SigningKeys:
         if alg.lower() != "none":
             key_obj = self.resolve(key, alg) if isinstance(key, str) else key
             kid = getattr(key_obj, "kid", None)
+            if isinstance(key, str) and key == "other":
+                # Borrow the current kid, so clients fail on the signature, not the lookup.
+                kid = self.current(alg).kid
             if kid:
                 header["kid"] = kid
         # Headers are merged last and unchecked, so negative tests can forge any header
