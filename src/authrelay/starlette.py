@@ -5,7 +5,10 @@ may call. ``@requires("orders.read")`` raises :class:`~authrelay.MissingCredenti
 for an anonymous caller and :class:`~authrelay.InsufficientScope` for a caller without
 the scope; the middleware renders both per the error model (401 with an RFC 6750
 challenge for API callers, 302 to the login route for browsers, 403
-``insufficient_scope`` naming the scope).
+``insufficient_scope`` naming the scope). Install the middleware with
+``app.add_middleware`` or ``Starlette(middleware=[...])``: wrapped around the whole
+Starlette app instead, it sits outside Starlette's error middleware, which answers 500
+before authrelay can render the error.
 
 Defends against: routes that forget to check the caller (fail closed: a route behind
 ``requires`` never runs for an anonymous caller), and websocket routes that accept a
