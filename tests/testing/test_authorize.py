@@ -6,7 +6,6 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from _idp_helpers import CALLBACK, authorize, pkce_pair, query_of
 
 from authrelay.testing import IdentityProvider, serve_identity_provider
@@ -26,24 +25,22 @@ def test_success_echoes_state_and_adds_iss(
     assert response.headers["cache-control"] == "no-store"
 
 
-@pytest.mark.parametrize(
-    "redirect_uri",
-    [
+def test_mismatched_redirect_uri_is_an_error_page_never_a_redirect(
+    http_client: httpx.Client,
+) -> None:
+    _, challenge = pkce_pair()
+    for redirect_uri in (
         "http://testserver/auth/idp/callback/",
         "http://testserver/auth/idp/callback?x=1",
         "https://testserver/auth/idp/callback",
+        "http://TESTSERVER/auth/idp/callback",
         "http://evil.test/auth/idp/callback",
         "",
-    ],
-)
-def test_mismatched_redirect_uri_is_an_error_page_never_a_redirect(
-    http_client: httpx.Client, redirect_uri: str
-) -> None:
-    _, challenge = pkce_pair()
-    response = authorize(http_client, redirect_uri=redirect_uri, challenge=challenge)
-    assert response.status_code == 400
-    assert "location" not in response.headers
-    assert "redirect_uri" in response.text
+    ):
+        response = authorize(http_client, redirect_uri=redirect_uri, challenge=challenge)
+        assert response.status_code == 400, redirect_uri
+        assert "location" not in response.headers
+        assert "redirect_uri" in response.text
 
 
 def test_unknown_client_is_an_error_page(http_client: httpx.Client) -> None:
@@ -78,16 +75,16 @@ def test_loopback_port_must_match_without_opt_in(
     assert response.status_code == 400
 
 
-@pytest.mark.parametrize("response_type", ["token", "id_token", "code id_token", "code token"])
-def test_only_code_response_type(http_client: httpx.Client, response_type: str) -> None:
+def test_only_code_response_type(http_client: httpx.Client) -> None:
     _, challenge = pkce_pair()
-    response = authorize(http_client, challenge=challenge, response_type=response_type)
-    assert response.status_code == 302
-    params = query_of(response)
-    assert params["error"] == "unsupported_response_type"
-    assert params["state"] == "st-1"
-    assert "iss" in params
-    assert "code" not in params
+    for response_type in ("token", "id_token", "code id_token", "code token"):
+        response = authorize(http_client, challenge=challenge, response_type=response_type)
+        assert response.status_code == 302
+        params = query_of(response)
+        assert params["error"] == "unsupported_response_type"
+        assert params["state"] == "st-1"
+        assert "iss" in params
+        assert "code" not in params
 
 
 def test_plain_pkce_refused(http_client: httpx.Client) -> None:
