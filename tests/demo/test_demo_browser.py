@@ -101,8 +101,11 @@ def test_se06_sign_out_ends_session_and_protected_page_redirects(
     context = new_context()
     page = context.new_page()
     sign_in(page, demo, ALICE)
+    revocations = demo.providers["idp"].counters.count("revoke", status=200)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(SIGNIN)
+    # RV-01: the refresh token, then the access token, revoked at the provider
+    assert demo.providers["idp"].counters.count("revoke", status=200) == revocations + 2
     shots(page, "signed-out")
     page.goto(demo.app_url + "/")
     expect(page).to_have_url(SIGNIN)

@@ -9,13 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from authrelay.demo import Demo, demo_main
+from authrelay.demo import Demo, DemoPorts, demo_main
+from authrelay.demo.check import sign_in_at_provider
+from authrelay.demo.providers import ACCESS_TOKEN_TTL, DEMO_USERS, NOTES
 from authrelay.demo.runner import DEFAULT_CONFIG
 
 ANY_PORTS = ["--app-port", "0", "--idp-port", "0", "--codehost-port", "0", "--notes-port", "0"]
@@ -187,3 +190,48 @@ def test_status_and_stats_need_no_sign_in_and_show_no_tokens(demo: Demo) -> None
     assert body["services"] == []
     assert {p["provider"] for p in body["providers"]} == {"Demo ID", "CodeHost"}
     assert httpx.get(demo.app_url + "/auth/stats").status_code == 200
+
+
+class FakeClock:
+    """The relay's clock, moved by the test (providers and APIs keep real time)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_is_cached_then_refreshed_once_when_due() -> None:
+    clock = FakeClock()
+    alice = DEMO_USERS[0]
+    with (
+        Demo(ports=DemoPorts(0, 0, 0, 0), clock=clock) as demo,
+        httpx.Client(base_url=demo.app_url, follow_redirects=True) as browser,
+    ):
+        idp = demo.providers["idp"]
+        home = sign_in_at_provider(browser, "/auth/idp/login?next=/", alice)
+        assert NOTES[alice.sub][0] in home.text
+        assert idp.counters.count("token", grant_type="authorization_code") == 1
+
+        def notes_state() -> dict[str, object]:
+            services = browser.get("/demo/status").json()["services"]
+            return next(s for s in services if s["service"] == "notes")
+
+        assert notes_state() == {
+            "service": "notes",
+            "flow": "connector",
+            "cached": True,
+            "expires_in": ACCESS_TOKEN_TTL,
+            "next_refresh_in": ACCESS_TOKEN_TTL - 60,
+        }
+        for _ in range(3):  # cache hits: the provider sees no new token request
+            assert NOTES[alice.sub][0] in browser.get("/").text
+        assert idp.counters.count("token") == 1
+
+        clock.now += ACCESS_TOKEN_TTL - 59  # past the refresh margin
+        assert notes_state()["cached"] is False
+        for _ in range(3):
+            assert NOTES[alice.sub][0] in browser.get("/").text
+        assert idp.counters.count("token", grant_type="refresh_token") == 1
+        assert notes_state()["next_refresh_in"] == ACCESS_TOKEN_TTL - 60

@@ -18,7 +18,7 @@ import httpx
 
 from .providers import CODEHOST_USERS, DEMO_USERS, NOTES, REPOSITORIES, DemoUser
 
-__all__ = ["CheckFailed", "run_check"]
+__all__ = ["CheckFailed", "run_check", "sign_in_at_provider"]
 
 _HIDDEN = re.compile(r'<input type="hidden" name="(tx|csrf|csrf_token)" value="([^"]*)">')
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
@@ -37,7 +37,7 @@ def _hidden(page: str) -> dict[str, str]:
     return {name: html.unescape(value) for name, value in _HIDDEN.findall(page)}
 
 
-def _sign_in_at_provider(client: httpx.Client, start: str, user: DemoUser) -> httpx.Response:
+def sign_in_at_provider(client: httpx.Client, start: str, user: DemoUser) -> httpx.Response:
     """Follow ``start`` to the provider's login form, submit it, follow back to the app."""
     form_page = client.get(start)
     _expect(form_page.status_code == 200, f"login form: HTTP {form_page.status_code}")
@@ -66,7 +66,7 @@ def run_check(app_url: str, out: TextIO) -> bool:
             _expect(all(c["logo_dark"] for c in body["connectors"]), "dark logos missing")
 
         def sign_in() -> None:
-            home = _sign_in_at_provider(client, "/auth/idp/login?next=/", alice)
+            home = sign_in_at_provider(client, "/auth/idp/login?next=/", alice)
             _expect(home.url.path == "/", f"sign-in ended at {home.url.path}")
             _expect(alice.name in home.text, "the profile does not show the user")
             missing = [n for n in NOTES[alice.sub] if html.escape(n) not in home.text]
@@ -75,7 +75,7 @@ def run_check(app_url: str, out: TextIO) -> bool:
         def connect() -> None:
             home = client.get("/")
             _expect('id="connect-codehost"' in home.text, "no Connect button for CodeHost")
-            home = _sign_in_at_provider(client, "/auth/codehost/connect?next=/", code_alice)
+            home = sign_in_at_provider(client, "/auth/codehost/connect?next=/", code_alice)
             _expect(home.url.path == "/", f"linking ended at {home.url.path}")
             missing = [r for r in REPOSITORIES[code_alice.sub] if r not in home.text]
             _expect(not missing, f"repositories missing: {missing}")

@@ -31,6 +31,7 @@ from ..starlette import get_principal, requires
 from ..testing import IdentityProvider, OAuthClient, Resource, TestUser
 
 __all__ = [
+    "ACCESS_TOKEN_TTL",
     "CODEHOST_USERS",
     "DEMO_USERS",
     "NOTES",
@@ -40,7 +41,9 @@ __all__ = [
     "codehost_app",
     "make_provider",
     "notes_api",
+    "notes_resource",
     "provider_app",
+    "repos_resource",
 ]
 
 NOTES_AUDIENCE = "api://notes"

@@ -38,8 +38,10 @@ from .servers import Listener, PortTaken, ServerGroup, bind, close_all
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_PORTS", "Demo", "DemoPorts", "PortTaken", "load_settings"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "examples" / "demo" / "authrelay.toml"
-"""``examples/demo/authrelay.toml`` of the source checkout."""
+_EXAMPLE = Path("examples") / "demo" / "authrelay.toml"
+_CHECKOUT = Path(__file__).resolve().parents[3] / _EXAMPLE
+DEFAULT_CONFIG = _CHECKOUT if _CHECKOUT.is_file() else Path.cwd() / _EXAMPLE
+"""``examples/demo/authrelay.toml`` of the source checkout (else of the current folder)."""
 _ORIGIN = re.compile(r"http://127\.0\.0\.1:(\d+)\b")
 
 
