@@ -59,7 +59,7 @@ def settings_for(issuer: str, **bearer: Any) -> Settings:
             **bearer,
         },
         client={"client_id": "test-client", "client_secret": "test-secret"},
-        http={"allow_insecure_loopback": True, "metadata_timeout": 2.0},
+        http={"allow_insecure_loopback": True, "metadata_timeout": 5.0},
     )
 
 

@@ -52,7 +52,9 @@ def driver() -> Iterator[SyncDriver]:
     yield from driver_for_test()
 
 
-def settings_for(idp: MiniIdP, *, auth: str = "client_secret_basic", **bearer: Any) -> Settings:
+def settings_for(
+    idp: MiniIdP, *, auth: str = "client_secret_basic", timeout: float = 5.0, **bearer: Any
+) -> Settings:
     return Settings(
         dev_mode=True,
         bearer={
@@ -66,7 +68,7 @@ def settings_for(idp: MiniIdP, *, auth: str = "client_secret_basic", **bearer: A
             "client_secret": CLIENT_SECRET,
             "token_endpoint_auth_method": auth,
         },
-        http={"allow_insecure_loopback": True, "metadata_timeout": 1.0},
+        http={"allow_insecure_loopback": True, "metadata_timeout": timeout},
     )
 
 
@@ -271,19 +273,21 @@ def test_in04_wrong_secret_is_503(idp: MiniIdP, clock: FakeClock, driver: SyncDr
     unavailable(driver, verifier)
 
 
-def test_in04_timeout_is_503(idp: MiniIdP, verifier: BearerVerifier) -> None:
+def test_in04_timeout_is_503(idp: MiniIdP, clock: FakeClock) -> None:
     import threading
 
     import httpx
 
     from authrelay._io import AsyncDriver
 
+    verifier = BearerVerifier(settings_for(idp, timeout=0.5), clock=clock)
+
     async def main() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
             await AsyncDriver(client).run(verifier.verify(TOKEN))
 
     idp.introspection[TOKEN] = active(idp)
-    idp.gate = threading.Event()  # held: the endpoint stalls past the 1 s total timeout
+    idp.gate = threading.Event()  # held: the endpoint stalls past the 0.5 s total timeout
     try:
         with pytest.raises(IdentityProviderUnavailable):
             anyio.run(main)
