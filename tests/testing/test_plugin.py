@@ -62,3 +62,54 @@ def test_issuer_with_path(make_identity_provider: Callable[..., IdentityProvider
 def test_secrets_not_in_repr(identity_provider: IdentityProvider) -> None:
     assert "test-secret" not in repr(identity_provider.clients["test-client"])
     assert "password" not in repr(next(iter(identity_provider.users.values())))
+
+
+def test_inv02_bad_input_never_gives_500(idp_client: httpx.Client) -> None:
+    attempts = [
+        idp_client.post(
+            "/token",
+            content=b"\xff\xfe",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        idp_client.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": "Basic %%%"},
+        ),
+        idp_client.post(
+            "/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": "a.b.c",
+            },
+        ),
+        idp_client.post(
+            "/token",
+            data={"grant_type": "authorization_code", "code": "x"},
+            auth=("test-client", "test-secret"),
+        ),
+        idp_client.post(
+            "/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": "x",
+                "subject_token_type": "y",
+            },
+            auth=("test-client", "test-secret"),
+        ),
+        idp_client.get(
+            "/authorize", params={"client_id": "test-client", "redirect_uri": "http://[::1"}
+        ),
+        idp_client.get("/userinfo?access_token=a&access_token=b"),
+        idp_client.get("/userinfo", headers={"Authorization": "Bearer"}),
+        idp_client.get("/end-session", params={"id_token_hint": "not.a.jwt"}),
+        idp_client.post(
+            "/authorize/login",
+            content=b"tx=1&tx=2",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        idp_client.post("/introspect", data={"token": "x"}, auth=("nobody", "x")),
+        idp_client.get("/token"),
+    ]
+    assert all(r.status_code < 500 for r in attempts), [r.status_code for r in attempts]

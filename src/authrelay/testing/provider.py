@@ -191,7 +191,10 @@ class IdentityProvider:
             return True
         if not client.loopback_any_port or not uri.startswith("http://"):
             return False
-        parsed = httpx.URL(uri)
+        try:
+            parsed = httpx.URL(uri)
+        except httpx.InvalidURL:
+            return False
         if parsed.host not in _LOOPBACK_HOSTS:
             return False
         portless = str(parsed.copy_with(port=None))

@@ -96,10 +96,13 @@ def metadata_routes(idp: IdentityProvider) -> list[Route]:
         return JSONResponse(idp.keys.jwks(), headers={"Cache-Control": "max-age=60"})
 
     async def userinfo(request: Request) -> Response:
-        query = parse_params(request.url.query) if request.url.query else {}
-        form: dict[str, str] = {}
-        if request.method == "POST":
-            form = parse_params((await request.body()).decode("utf-8", "replace"))
+        try:
+            query = parse_params(request.url.query) if request.url.query else {}
+            form: dict[str, str] = {}
+            if request.method == "POST":
+                form = parse_params((await request.body()).decode("utf-8", "replace"))
+        except OAuthError as error:
+            return _bearer_error(400, "invalid_request", error.description)
         header = request.headers.get("authorization")
         if "access_token" in query or "access_token" in form:
             # RFC 6750 §2.1 only here: tokens in URLs and bodies are not accepted.

@@ -93,7 +93,13 @@ def resolve_target(
             if scope not in resource.scopes and scope not in OIDC_SCOPES:
                 raise OAuthError("invalid_scope", f"scope {scope!r} is not offered by resource")
         if default_all_scopes and not any(s in resource.scopes for s in granted):
-            granted.extend(resource.scopes)
+            granted.extend(
+                s
+                for s in resource.scopes
+                if client.scopes is None
+                or s in client.scopes
+                or f"{resource.identifier}/{s}" in client.scopes
+            )
     audience = (resource.identifier,) if resource else tuple(extra_audience)
     if client.allowed_audiences is not None:
         for aud in audience:
