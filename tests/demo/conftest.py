@@ -22,7 +22,7 @@ CHROMIUM_ARGS = [
 ANY_PORT = DemoPorts(app=0, idp=0, codehost=0, notes=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo() -> Iterator[Demo]:
     """The demo (two providers, two APIs, the app) on free loopback ports."""
     with Demo(ports=ANY_PORT) as running:

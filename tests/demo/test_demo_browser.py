@@ -57,24 +57,17 @@ def notes_on(page: Any) -> list[str]:
     return [text.strip() for text in page.locator("#notes li").all_inner_texts()]
 
 
-def test_sign_in_through_login_form_shows_own_notes(
+def test_sign_in_see_notes_connect_codehost_see_repositories_reload_keeps_session(
     demo: Demo, new_context: Any, shots: Any
 ) -> None:
     page = new_context().new_page()
     sign_in(page, demo, ALICE, shots)
     assert notes_on(page) == list(NOTES[ALICE.sub])
     expect(page.locator("#profile")).to_contain_text(ALICE.email)
-    shots(page, "signed-in")
-
-
-def test_connect_codehost_lists_repositories_and_reload_keeps_session(
-    demo: Demo, new_context: Any, shots: Any
-) -> None:
-    page = new_context().new_page()
-    sign_in(page, demo, ALICE)
     connect = page.locator("#connect-codehost")
     expect(connect).to_have_text("Connect CodeHost")
-    shots(page, "before-connect")
+    shots(page, "signed-in")
+
     connect.click()
     provider_login(page, CODE_ALICE)
     expect(page).to_have_url(HOME)
@@ -82,10 +75,10 @@ def test_connect_codehost_lists_repositories_and_reload_keeps_session(
     expect(repos).to_have_text(list(REPOSITORIES[CODE_ALICE.sub]))
     expect(page.locator("#status-panel")).to_have_attribute("data-ready", "true")
     expect(page.locator("#status-services")).to_contain_text("notes")
-    signed_in = shots(page, "connected")
+    connected = shots(page, "connected")
     if os.environ.get("AUTHRELAY_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(signed_in, DOCS_SCREENSHOT)
+        shutil.copyfile(connected, DOCS_SCREENSHOT)
 
     page.reload()
     expect(page).to_have_url(HOME)
