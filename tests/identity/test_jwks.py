@@ -293,6 +293,16 @@ def test_failed_scheduled_refresh_keeps_previous_keys(
     idp.faults["jwks"] = lambda: Response(status_code=502)
     assert driver.run(jwks.key_for("rsa-1", "RS256")).kid == "rsa-1"
     assert idp.counters["jwks"] == 2
+    del idp.faults["jwks"]
+    new_kid = idp.rotate()
+    clock.advance(29)
+    assert driver.run(jwks.key_for("rsa-1", "RS256")).kid == "rsa-1"
+    assert idp.counters["jwks"] == 2  # no retry inside the cooldown
+    clock.advance(2)
+    assert driver.run(jwks.key_for("rsa-1", "RS256")).kid == "rsa-1"
+    assert idp.counters["jwks"] == 3  # the scheduled refresh is retried after the cooldown
+    assert driver.run(jwks.key_for(new_kid, "RS256")).kid == new_kid
+    assert idp.counters["jwks"] == 3
 
 
 def test_tr01_plain_http_jwks_refused_without_loopback_opt_in(clock: FakeClock) -> None:

@@ -127,9 +127,12 @@ class _KeySet:
     keys: tuple[Key, ...]
     by_kid: Mapping[str, Key]
     fetched_at: float
+    """When the last fetch was attempted (the JW-13 cooldown counts from here)."""
+    refresh_at: float
+    """When a scheduled refresh is due (``ttl`` after success, a cooldown after failure)."""
 
 
-_EMPTY = _KeySet((), {}, float("-inf"))
+_EMPTY = _KeySet((), {}, float("-inf"), float("-inf"))
 
 
 class JwksCache:
@@ -138,7 +141,8 @@ class JwksCache:
     - keys are parsed once per fetch into joserfc key objects;
     - an unknown ``kid`` (or no fitting key) refetches at most once per
       ``refresh_cooldown`` seconds (JW-13), single-flight across concurrent callers;
-    - keys are also refreshed every hour; a failed refresh keeps the previous keys.
+    - keys are also refreshed every ``ttl`` seconds; a failed refresh keeps the previous
+      keys (availability over an outage) and is retried after the cooldown.
 
     All I/O is yielded to the driver; the key set is swapped atomically, so readers in
     other threads never see a half-built set.
@@ -188,7 +192,7 @@ class JwksCache:
         """
         keyset = self._set
         now = self._clock()
-        if now >= keyset.fetched_at + self.ttl:
+        if now >= keyset.refresh_at:
             keyset = yield from self._refresh(now)
         found = _match(keyset, kid, alg)
         if found:
@@ -236,11 +240,13 @@ class JwksCache:
                     len(current.keys),
                 )
                 # a failed refetch still counts against the cooldown (JW-13)
-                self._set = _KeySet(current.keys, current.by_kid, self._clock())
+                now = self._clock()
+                self._set = _KeySet(current.keys, current.by_kid, now, now + self.refresh_cooldown)
                 return self._set
             raise
         by_kid = {key.kid: key for key in keys if key.kid is not None}
-        self._set = _KeySet(keys, by_kid, self._clock())
+        now = self._clock()
+        self._set = _KeySet(keys, by_kid, now, now + self.ttl)
         logger.info("jwks_fetched jwks_uri=%s keys=%d", self.jwks_uri, len(keys))
         return self._set
 
