@@ -86,7 +86,8 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     ports = DemoPorts(args.app_port, args.idp_port, args.codehost_port, args.notes_port)
     demo = Demo(config=args.config, ports=ports)
     if not args.check:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("authrelay").setLevel(logging.INFO)  # sign-ins, links, refreshes
     try:
         demo.start()
     except PortTaken as exc:

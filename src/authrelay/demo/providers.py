@@ -15,6 +15,7 @@ the records of the ``sub`` its token names (no cross-user reads).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,7 @@ def make_provider(
 def api_settings(issuer: str, audience: str, scope: str) -> Settings:
     """Settings of a resource server that accepts only ``issuer``'s tokens for ``audience``."""
     return Settings(
-        dev_mode=True,
+        secret_keys=[secrets.token_urlsafe(32)],  # per run: these APIs keep no sessions
         http=HttpSettings(allow_insecure_loopback=True),
         bearer=BearerSettings(issuer=issuer, audience=[audience], required_scopes=[scope]),
     )
