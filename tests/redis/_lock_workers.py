@@ -7,9 +7,9 @@ import threading
 import time
 
 import httpx
+import redis.client
 
-import redis
-from authrelay._io import Shared, Sleep, StoreOp, SyncDriver
+from authrelay._io import Flow, Shared, Sleep, StoreOp, SyncDriver
 from authrelay.stores.locks import acquire_lock, release_lock, single_flight
 from authrelay.stores.redis import RedisBackend
 
@@ -20,7 +20,7 @@ def contend(url: str, prefix: str, rounds: int) -> None:
     raw = redis.Redis.from_url(url)
     lock = prefix + "lock:one"
 
-    def round_trip() -> object:
+    def round_trip() -> Flow[None]:
         while True:
             token = yield from acquire_lock(lock, 10.0)
             if token is not None:
@@ -61,11 +61,11 @@ def cold_key(url: str, prefix: str, threads: int, start_at: float) -> None:
     raw = redis.Redis.from_url(url)
     data = prefix + "data:token"
 
-    def read() -> object:
+    def read() -> Flow[bytes | None]:
         stored = yield StoreOp("get", (data,))
         return None if stored is None else stored[0]
 
-    def produce() -> object:
+    def produce() -> Flow[bytes]:
         stored = yield StoreOp("get", (data,))
         version = 0 if stored is None else stored[1]
         raw.incr(prefix + "calls")  # stands for one token-endpoint call
@@ -75,14 +75,14 @@ def cold_key(url: str, prefix: str, threads: int, start_at: float) -> None:
         assert written is not None
         return value
 
-    def request() -> object:
-        value = yield Shared(
+    def request() -> Flow[bytes]:
+        value: bytes = yield Shared(
             "cold",
             lambda: single_flight(prefix + "lock:cold", read=read, produce=produce, ttl=10.0),
         )
         return value
 
-    results: list[object] = []
+    results: list[bytes] = []
     with httpx.Client() as client:
         driver = SyncDriver(client, backend)
 
@@ -96,6 +96,6 @@ def cold_key(url: str, prefix: str, threads: int, start_at: float) -> None:
         for worker in workers:
             worker.join()
     for value in results:
-        raw.rpush(prefix + "results", value)  # type: ignore[arg-type]
+        raw.rpush(prefix + "results", value)
     raw.close()
     backend.close()

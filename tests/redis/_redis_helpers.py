@@ -8,8 +8,7 @@ import subprocess
 import time
 
 import pytest
-
-import redis
+import redis.client
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis.client
 from _redis_helpers import REDIS_URL, RedisServer, free_port
 
-import redis
 from authrelay._crypto import random_token
 from authrelay.stores.redis import AsyncRedisBackend, RedisBackend
 

@@ -7,15 +7,16 @@ import time
 import anyio
 import httpx
 import pytest
+import redis.client
 from _redis_helpers import REDIS_URL
 
-import redis
 from authrelay._crypto import KeyRing
 from authrelay._io import AsyncDriver, SyncDriver
 from authrelay.settings import StoreSettings
 from authrelay.stores import open_backends
 from authrelay.stores.base import AsyncBackend, Backend
 from authrelay.stores.redis import AsyncRedisBackend, RedisBackend
+from authrelay.stores.redis_scripts import parse_sentinel_url
 from authrelay.stores.tokens import StoredTokens, TokenStore
 
 pytestmark = pytest.mark.redis
@@ -138,12 +139,15 @@ def test_st01_sealed_at_rest_in_raw_redis(raw: redis.Redis, prefix: str) -> None
     assert names
     everything = b""
     for name in names:
+        assert isinstance(name, bytes)
         # ST-06: key names carry digests, never a user id or a token
         assert b"alice" not in name and b"canary" not in name
         if raw.type(name) == b"hash":
-            everything += b"".join(k + v for k, v in raw.hgetall(name).items())
+            fields: dict[bytes, bytes] = raw.hgetall(name)  # type: ignore[assignment]
+            everything += b"".join(k + v for k, v in fields.items())
         else:
-            everything += raw.get(name) or b""
+            value = raw.get(name)
+            everything += value if isinstance(value, bytes) else b""
     assert everything
     assert b"canary" not in everything  # INV-1: no plaintext token in Redis
     sync.close()
@@ -173,3 +177,18 @@ def test_repr_never_shows_credentials() -> None:
     assert "hunter2" not in repr(store)
     assert "hunter2" not in repr(AsyncRedisBackend(store))
     assert "127.0.0.1:6379/3" in repr(store)
+
+
+def test_sentinel_url_is_parsed_without_leaking_the_password() -> None:
+    target = parse_sentinel_url(
+        "redis+sentinel://app:s3cr%40t@10.0.0.1:26379,[::1]:26380/mymaster/2?ssl=true"
+    )
+    assert target.hosts == (("10.0.0.1", 26379), ("::1", 26380))
+    assert (target.service, target.db, target.username) == ("mymaster", 2, "app")
+    assert target.password == "s3cr@t" and target.ssl is True
+    assert "s3cr" not in repr(target)
+    assert parse_sentinel_url("redis+sentinel://h/svc").hosts == (("h", 26379),)
+    with pytest.raises(ValueError, match="no service"):
+        parse_sentinel_url("redis+sentinel://h:26379")
+    store = RedisBackend("redis+sentinel://:pw-canary@h:26379/svc")
+    assert "pw-canary" not in repr(store)

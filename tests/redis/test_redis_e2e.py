@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.client
 from _e2e_workers import (
     ALICE,
     concurrent_user_tokens,
@@ -18,8 +19,8 @@ from _e2e_workers import (
 )
 from _redis_helpers import REDIS_URL
 
-import redis
 from authrelay import AuthRelayMiddleware, Relay
+from authrelay._types import Receive, Scope, Send
 from authrelay.testing import IdentityProvider, free_port, serve_asgi
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 SPAWN = multiprocessing.get_context("spawn")
 
 
-async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":  # so the relay closes its pools at shutdown
         while True:
             message = await receive()
@@ -111,13 +112,15 @@ def test_rt02_inv4_four_workers_one_refresh_with_rotation(
     record, _ = signed_in.sync_driver.run(
         signed_in.connectors.store.load_tokens("idp|alice", "idp", connector.issuer)
     )
-    assert record is not None and record.refresh_token not in (None, old_rt)
+    assert record is not None and record.refresh_token is not None
+    new_rt = record.refresh_token
+    assert new_rt != old_rt
     assert record.access_token in tokens
     assert idp.refresh_token_state(old_rt) == "rotated"  # used once, never replayed
-    assert idp.refresh_token_state(record.refresh_token) == "active"  # type: ignore[arg-type]
+    assert idp.refresh_token_state(new_rt) == "active"
     # The sealed record in Redis shows neither token.
-    sealed = raw.hget(signed_in.connectors.store.tokens_key("idp|alice", "idp"), "v") or b""
-    assert sealed and record.refresh_token.encode() not in sealed  # type: ignore[union-attr]
+    sealed = raw.hget(signed_in.connectors.store.tokens_key("idp|alice", "idp"), "v")
+    assert isinstance(sealed, bytes) and new_rt.encode() not in sealed
     assert next(iter(tokens)).encode() not in sealed
 
 

@@ -30,9 +30,9 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis
 import redis.asyncio
 import redis.asyncio.sentinel
+import redis.client
 import redis.exceptions
 import redis.sentinel
 
@@ -55,8 +55,14 @@ T = TypeVar("T")
 
 RETRY_AFTER = 2
 """Seconds suggested to callers (``Retry-After``) while Redis is unreachable."""
+MAX_CONNECTIONS = 32
+"""Connections per pool; a burst of requests queues for one instead of opening hundreds."""
 _SCAN_COUNT = 500
 _ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+
+def _pool_wait(timeout: float) -> float:
+    return max(2.0, 4 * timeout)
 
 
 def _escape(prefix: str) -> str:
@@ -123,7 +129,10 @@ class RedisBackend:
                 ssl=target.ssl,
             )
             return master
-        return redis.Redis.from_url(self.url, **options)
+        pool = redis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=_pool_wait(self.timeout), **options
+        )
+        return redis.Redis.from_pool(pool)
 
     @property
     def client(self) -> redis.Redis:
@@ -234,7 +243,10 @@ class AsyncRedisBackend:
                 ssl=target.ssl,
             )
             return master
-        return redis.asyncio.Redis.from_url(url, **options)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=_pool_wait(self.sync.timeout), **options
+        )
+        return redis.asyncio.Redis.from_pool(pool)
 
     def _current(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()

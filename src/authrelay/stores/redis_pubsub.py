@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis
 import redis.asyncio
+import redis.client
 import redis.exceptions
 
 __all__ = ["Invalidation", "InvalidationHub"]
