@@ -50,6 +50,7 @@ class ConnectorRegistry:
         from .usertokens import ConnectorTokenSource
 
         self.relay = relay
+        self.connectors: dict[str, Connector] = {}
         settings = relay.settings
         problems: list[str] = []
         connectors: dict[str, Connector] = {}
@@ -68,7 +69,7 @@ class ConnectorRegistry:
             )
         if problems:
             raise ConfigurationError(problems)
-        self.connectors = connectors
+        self.connectors.update(connectors)
         self.records = {
             name: ConnectorRecord.new(
                 c.metadata.id,
