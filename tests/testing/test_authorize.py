@@ -163,6 +163,9 @@ def test_login_form_wrong_password_then_right(
         tx = page.text.split('name="tx" value="')[1].split('"')[0]
         csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
         form = {"tx": tx, "csrf": csrf, "username": "bob"}
+        # A browser posts the form to its action resolved against the page's URL.
+        action = page.text.split('<form method="post" action="')[1].split('"')[0]
+        assert page.url.join(action).path == "/authorize/login"
         wrong = client.post("/authorize/login", data={**form, "password": "nope"})
         assert wrong.status_code == 200
         assert "Wrong username or password" in wrong.text

@@ -43,7 +43,6 @@ __all__ = [
     "make_provider",
     "notes_api",
     "notes_resource",
-    "provider_app",
     "repos_resource",
 ]
 
@@ -158,26 +157,10 @@ def _repos_api(issuer: str) -> ASGIApp:
     return AuthRelayMiddleware(app, settings=settings)
 
 
-def provider_app(provider: IdentityProvider) -> ASGIApp:
-    """``provider.app``, with its login form's post target reachable from a browser.
-
-    The form says ``action="login"``, which a browser resolves against ``/authorize`` to
-    ``/login``; the provider serves ``/authorize/login``. This maps the one to the other.
-    """
-    inner = provider.app
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") == "/login":
-            scope = dict(scope, path="/authorize/login", raw_path=b"/authorize/login")
-        await inner(scope, receive, send)
-
-    return app
-
-
 def codehost_app(provider: IdentityProvider) -> ASGIApp:
     """CodeHost's origin: its API under ``/api/``, its authorization server elsewhere."""
     api = _repos_api(provider.issuer)
-    oauth = provider_app(provider)
+    oauth = provider.app
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path: Any = scope.get("path", "")

@@ -31,7 +31,6 @@ from .providers import (
     make_provider,
     notes_api,
     notes_resource,
-    provider_app,
     repos_resource,
 )
 from .servers import Listener, PortTaken, ServerGroup, bind, close_all
@@ -181,7 +180,7 @@ class Demo:
             accounts=tuple((u.username, u.password) for u in DEMO_USERS),
             providers={"Demo ID": idp, "CodeHost": codehost},
         )
-        self._servers.start(provider_app(idp), listeners["idp"])
+        self._servers.start(idp.app, listeners["idp"])
         self._servers.start(codehost_app(codehost), listeners["codehost"])
         self._servers.start(notes_api(idp.issuer), listeners["notes"])
         self._servers.start(build_app(self.relay, page), listeners["app"])

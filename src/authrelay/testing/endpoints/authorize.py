@@ -58,7 +58,7 @@ def with_query(url: str, params: dict[str, str]) -> str:
 def _login_form(tx: str, csrf: str, error: str | None) -> HTMLResponse:
     message = f'<p role="alert">{html.escape(error)}</p>' if error else ""
     body = (
-        f'{message}<form method="post" action="login">'
+        f'{message}<form method="post" action="authorize/login">'
         f'<input type="hidden" name="tx" value="{html.escape(tx)}">'
         f'<input type="hidden" name="csrf" value="{html.escape(csrf)}">'
         '<label>Username <input name="username" autocomplete="username"></label>'
