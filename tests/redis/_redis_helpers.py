@@ -23,8 +23,9 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway ``redis-server`` on a loopback port, stopped and started by the test."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, data_dir: str | None = None) -> None:
         self.port = port
+        self.data_dir = data_dir
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -34,7 +35,9 @@ class RedisServer:
             pytest.fail("redis-server is not installed")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
+             "--daemonize", "no",
+             *(["--appendonly", "yes", "--appendfsync", "always", "--dir", self.data_dir]
+               if self.data_dir else ["--appendonly", "no"])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,11 +18,12 @@ from _e2e_workers import (
     settings,
     take_lease_and_die,
 )
-from _redis_helpers import REDIS_URL
+from _redis_helpers import REDIS_URL, RedisServer, free_port
 
 from authrelay import AuthRelayMiddleware, Relay
 from authrelay._types import Receive, Scope, Send
-from authrelay.testing import IdentityProvider, free_port, serve_asgi
+from authrelay.errors import TokenStoreUnavailable
+from authrelay.testing import IdentityProvider, serve_asgi
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -146,3 +148,48 @@ def test_rt02_holder_dies_mid_refresh_another_worker_completes(
     assert token.value
     assert _refreshes(idp, 1) == 1
     assert idp.refresh_token_state(old_rt) == "rotated"
+
+
+def test_st04_redis_outage_is_503_then_service_resumes_with_tokens_intact(
+    identity_provider_server: IdentityProvider, tmp_path: Path
+) -> None:
+    idp = identity_provider_server
+    # A persistent throwaway Redis (append-only file, fsync always) that the test stops.
+    server = RedisServer(free_port(), data_dir=str(tmp_path))
+    server.start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    relay = Relay(settings(idp.issuer, base, server.url, "e2e:"))
+    source = relay.connectors.tokens
+    try:
+        with (
+            serve_asgi(AuthRelayMiddleware(_app, relay=relay), port=port),
+            httpx.Client(follow_redirects=False, timeout=10) as client,
+        ):
+            start = client.get(f"{base}/auth/idp/login")
+            at_idp = client.get(start.headers["location"])
+            assert client.get(at_idp.headers["location"]).status_code in (302, 303)
+        before = relay.sync_driver.run(source.user_token(ALICE, "idp", (), force_refresh=False))
+        connector = relay.connectors.get("idp")
+        assert connector is not None
+        record, version = relay.sync_driver.run(
+            relay.connectors.store.load_tokens("idp|alice", "idp", connector.issuer)
+        )
+        assert record is not None
+
+        server.stop()
+        with pytest.raises(TokenStoreUnavailable) as caught:
+            relay.sync_driver.run(source.user_token(ALICE, "idp", (), force_refresh=False))
+        assert caught.value.status == 503 and caught.value.retry_after
+
+        server.start()  # same port, same data directory
+        after = relay.sync_driver.run(source.user_token(ALICE, "idp", (), force_refresh=False))
+        assert after.value == before.value  # nothing lost: no reauthorization needed
+        again, again_version = relay.sync_driver.run(
+            relay.connectors.store.load_tokens("idp|alice", "idp", connector.issuer)
+        )
+        assert again == record and again_version == version  # nothing corrupted
+        assert _refreshes(idp, 0) == 0
+    finally:
+        relay.close()
+        server.stop()
