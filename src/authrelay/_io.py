@@ -95,12 +95,18 @@ class ResponseTooLarge(Exception):
 _MAX_BYTES_KEY = "authrelay.max_bytes"
 _DEADLINE_KEY = "authrelay.total_timeout"
 _REDIRECTS = 3
+_CONNECT_TIMEOUT = 3.0  # TR-03
 
 
 def send(request: httpx.Request, *, max_bytes: int, total_timeout: float) -> Flow[httpx.Response]:
     """Yield ``request`` with its limits attached; return the response (a sub-flow)."""
     request.extensions[_MAX_BYTES_KEY] = max_bytes
     request.extensions[_DEADLINE_KEY] = total_timeout
+    # No single phase (connect, a read before the headers) may outlast the total deadline.
+    request.extensions.setdefault(
+        "timeout",
+        httpx.Timeout(total_timeout, connect=min(_CONNECT_TIMEOUT, total_timeout)).as_dict(),
+    )
     response: httpx.Response = yield request
     return response
 

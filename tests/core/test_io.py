@@ -159,3 +159,26 @@ def test_shared_single_flight_threads_and_error_shared() -> None:
         t.join()
     assert len(errors) == 20
     assert len(calls) == 1
+
+
+def test_tr03_sync_driver_deadline_covers_a_server_that_never_answers() -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        driver = SyncDriver(httpx.Client(timeout=60))
+
+        def slow() -> Flow[object]:
+            try:
+                yield from send(
+                    httpx.Request("GET", f"http://127.0.0.1:{port}/"),
+                    max_bytes=100,
+                    total_timeout=0.3,
+                )
+            except TransportFailure as exc:
+                return ("failure", exc.reached, exc.timeout)
+            return "answered"
+
+        assert driver.run(slow()) == ("failure", True, True)
