@@ -141,7 +141,7 @@ def _fill_bearer_cache(size: int) -> tuple[VerifiedCache[Any], list[bytes]]:
     now = int(time.time())
     for i in range(size):
         token = "eyJ" + secrets.token_urlsafe(480)[:637]  # the 640-character RS256 token
-        claims = {
+        claims: dict[str, Any] = {
             "iss": "https://idp.example",
             "sub": f"user-{i}",
             "aud": "api://bench",

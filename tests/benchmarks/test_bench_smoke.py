@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchmarks.__main__ import main
@@ -20,23 +21,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def figures() -> dict:
+def figures() -> dict[str, Any]:
     return run(Config.tiny(("direct", "services", "wsgi", "server", "scale")))
 
 
-def test_every_phase_ran_without_error(figures: dict) -> None:
+def test_every_phase_ran_without_error(figures: dict[str, Any]) -> None:
     assert figures["errors"] == {}
     assert set(figures["skipped"]) <= {"sidecar"}
 
 
-def test_storm_made_exactly_one_token_call(figures: dict) -> None:
+def test_storm_made_exactly_one_token_call(figures: dict[str, Any]) -> None:
     storm = figures["scale"]["storm"]
     assert storm["token_calls"] == 1
     assert storm["size"] == 50
     assert storm["p50_ms"] <= storm["p99_ms"]
 
 
-def test_figures_have_median_and_spread(figures: dict) -> None:
+def test_figures_have_median_and_spread(figures: dict[str, Any]) -> None:
     for name in ("bare", "anonymous", "session", "bearer_rs256_first", "header_route"):
         entry = figures["direct"][name]
         assert entry["p25"] <= entry["median"] <= entry["p75"]
@@ -48,13 +49,13 @@ def test_figures_have_median_and_spread(figures: dict) -> None:
             assert entry["bytes_per_entry"] > 0
 
 
-def test_service_facts_hold(figures: dict) -> None:
+def test_service_facts_hold(figures: dict[str, Any]) -> None:
     assert figures["facts"]["httpx_clients_per_service"] == 1
     assert figures["facts"]["locks_on_header_hit"] == 0
     assert figures["facts"]["locks_watched"] > 0
 
 
-def test_every_target_is_judged(figures: dict) -> None:
+def test_every_target_is_judged(figures: dict[str, Any]) -> None:
     targets = {t["id"]: t for t in figures["targets"]}
     assert len(targets) == 17
     measured = {t_id for t_id, t in targets.items() if t["met"] is not None}
@@ -63,7 +64,7 @@ def test_every_target_is_judged(figures: dict) -> None:
         assert target["met"] in (True, False, None)
 
 
-def test_outputs_render_from_the_json(figures: dict, tmp_path: Path) -> None:
+def test_outputs_render_from_the_json(figures: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "latest.json"
     write_json(figures, path)
     loaded = json.loads(path.read_text())
