@@ -11,6 +11,7 @@ Invariants (checked by the tests):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,7 @@ class Relay:
         self.prefix = settings.routes.prefix
         self._async_driver: AsyncDriver | None = None
         self._sync_driver: SyncDriver | None = None
+        self._driver_lock = threading.Lock()
         self.route_handler: Callable[[AuthRequest], Flow[Response]] = _no_routes
         if settings.connectors:
             from .connectors import ConnectorRegistry
@@ -95,12 +97,18 @@ class Relay:
     @property
     def sync_driver(self) -> SyncDriver:
         """Driver for flows under WSGI (made on first use)."""
-        if self._sync_driver is None:
-            client = httpx.Client(
-                transport=self._idp_sync_transport, timeout=self._timeout(), follow_redirects=False
-            )
-            self._sync_driver = SyncDriver(client, self.backend)
-        return self._sync_driver
+        driver = self._sync_driver
+        if driver is None:
+            with self._driver_lock:  # threads of a WSGI server may all arrive first at once
+                driver = self._sync_driver
+                if driver is None:
+                    client = httpx.Client(
+                        transport=self._idp_sync_transport,
+                        timeout=self._timeout(),
+                        follow_redirects=False,
+                    )
+                    driver = self._sync_driver = SyncDriver(client, self.backend)
+        return driver
 
     def handle_route(self, request: AuthRequest) -> Flow[Response]:
         """Serve a request under ``routes.prefix``: ``/stats`` when enabled, else connectors."""

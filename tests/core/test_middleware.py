@@ -214,3 +214,22 @@ def test_stats_route_off_by_default_and_on_when_enabled() -> None:
     assert {"name": "cache_hits", "target": "billing", "flow": "api_key", "value": 1} in body[
         "counters"
     ]
+
+
+def test_one_sync_driver_even_when_threads_race_for_it() -> None:
+    import threading
+
+    relay = Relay(settings())
+    barrier = threading.Barrier(16)
+    seen: list[object] = []
+
+    def grab() -> None:
+        barrier.wait()
+        seen.append(relay.sync_driver)
+
+    threads = [threading.Thread(target=grab) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(driver) for driver in seen}) == 1
