@@ -91,27 +91,20 @@ class AuthRelayMiddleware:
         state["services"] = self._services.for_request(
             resolution.principal, resolution.credentials, asynchronous=True
         )
-        started = False
+        scope["authrelay"] = self.relay
         set_cookie = resolution.set_cookie
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if set_cookie is not None:
-                    headers = list(message.get("headers", ()))
-                    headers.append((b"set-cookie", set_cookie.encode("latin-1")))
-                    headers.append((b"vary", b"Cookie"))
-                    headers.append((b"cache-control", b"no-store"))  # SE-08
-                    message["headers"] = headers
-            await send(message)
-
+        if set_cookie is not None:
+            send = _adding_cookie(send, set_cookie)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send)
         except AuthRelayError as exc:
-            if started or kind != "http":
+            if kind != "http":
                 raise
-            await self._reject(scope, send, exc)
+            try:
+                await self._reject(scope, send, exc)
+            except Exception:
+                # The response had started: the server refuses a second start.
+                raise exc from None
 
     async def _reject(self, scope: Scope, send: Send, error: AuthRelayError) -> None:
         if scope["type"] == "websocket":
@@ -174,6 +167,21 @@ class AuthRelayMiddleware:
     async def aclose(self) -> None:
         """Close the relay's pooled clients and stores."""
         await self.relay.aclose()
+
+
+def _adding_cookie(send: Send, set_cookie: str) -> Send:
+    cookie = set_cookie.encode("latin-1")
+
+    async def send_with_cookie(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            headers.append((b"set-cookie", cookie))
+            headers.append((b"vary", b"Cookie"))
+            headers.append((b"cache-control", b"no-store"))  # SE-08
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_cookie
 
 
 async def _read_body(receive: Callable[[], Awaitable[Message]]) -> bytes | None:

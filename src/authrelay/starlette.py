@@ -6,9 +6,8 @@ for an anonymous caller and :class:`~authrelay.InsufficientScope` for a caller w
 the scope; the middleware renders both per the error model (401 with an RFC 6750
 challenge for API callers, 302 to the login route for browsers, 403
 ``insufficient_scope`` naming the scope). Install the middleware with
-``app.add_middleware`` or ``Starlette(middleware=[...])``: wrapped around the whole
-Starlette app instead, it sits outside Starlette's error middleware, which answers 500
-before authrelay can render the error.
+``app.add_middleware`` or ``Starlette(middleware=[...])``, or wrap the whole app: the
+decorator renders its own answers, so both work.
 
 Defends against: routes that forget to check the caller (fail closed: a route behind
 ``requires`` never runs for an anonymous caller), and websocket routes that accept a
@@ -83,8 +82,8 @@ def to_starlette(response: Response) -> StarletteResponse:
 def requires(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
     """Protect a Starlette endpoint (function or method, sync or async, HTTP or websocket).
 
-    Anonymous callers get :class:`~authrelay.MissingCredentials`, callers lacking one of
-    ``scopes`` get :class:`~authrelay.InsufficientScope`; the middleware renders them.
+    Anonymous callers get the :class:`~authrelay.MissingCredentials` answer, callers
+    lacking one of ``scopes`` the :class:`~authrelay.InsufficientScope` one.
     With ``redirect_to_login=False`` an anonymous browser gets the 401 too, never a
     redirect (for API routes a browser may open directly). Websockets without the
     right credentials are closed with code 1008 (policy violation) before ``accept``.
@@ -99,11 +98,19 @@ def requires(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
             connection = _connection(args, kwargs, endpoint)
             try:
                 check(get_principal(connection), get_credentials(connection), required)
-            except MissingCredentials as exc:
-                if redirect_to_login or isinstance(connection, WebSocket):
+            except AuthRelayError as exc:
+                if isinstance(connection, WebSocket):
                     raise
+                # Rendered here, not left to the middleware, so that it also works when the
+                # middleware wraps the whole app outside Starlette's error handling.
+                relay = connection.scope.get("authrelay")
+                login_url = relay.login_url() if redirect_to_login and relay is not None else None
                 accept = connection.headers.get("accept")
-                return to_starlette(error_response(exc, accept=accept, path=connection.url.path))
+                return to_starlette(
+                    error_response(
+                        exc, accept=accept, login_url=login_url, path=connection.url.path
+                    )
+                )
             return None
 
         if inspect.iscoroutinefunction(endpoint):

@@ -117,7 +117,7 @@ def test_missing_credentials_browser_redirected_to_login() -> None:
                     "client_id": "c",
                     "client_secret": "s",
                 }
-            }
+            },
         )
     )
     with TestClient(starlette_app(relay), follow_redirects=False) as client:
@@ -233,3 +233,29 @@ def test_one_sync_driver_even_when_threads_race_for_it() -> None:
     for thread in threads:
         thread.join()
     assert len({id(driver) for driver in seen}) == 1
+
+
+def test_error_after_response_started_is_not_rendered_twice() -> None:
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise MissingCredentials()
+
+    relay = Relay(settings())
+    client = TestClient(AuthRelayMiddleware(app, relay=relay))  # no lifespan: the app has none
+    with pytest.raises(MissingCredentials):
+        client.get("/")
+
+
+def test_requires_answers_even_when_the_middleware_wraps_the_whole_app() -> None:
+    from authrelay.starlette import requires
+
+    @requires("orders.read")
+    async def orders(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("orders")
+
+    relay = Relay(settings())
+    wrapped = AuthRelayMiddleware(Starlette(routes=[Route("/orders", orders)]), relay=relay)
+    with TestClient(wrapped) as client:
+        response = client.get("/orders", headers={"accept": "application/json"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="authrelay"'
