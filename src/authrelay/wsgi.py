@@ -11,6 +11,7 @@ Use: ``flask_app.wsgi_app = AuthRelayWSGIMiddleware(flask_app.wsgi_app, settings
 from __future__ import annotations
 
 import atexit
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,8 +30,25 @@ _MAX_BODY = 64 * 1024
 
 def render(response: Response, start_response: StartResponse) -> list[bytes]:
     """Send an authrelay :class:`Response` through WSGI ``start_response``."""
-    start_response(f"{response.status} {_REASONS.get(response.status, 'Status')}", response.headers)
+    start_response(_status_line(response.status), response.headers)
     return [response.body]
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {_REASONS.get(status, 'Status')}"
+
+
+def _adding_cookie(start_response: StartResponse, set_cookie: str) -> StartResponse:
+    def start_with_cookie(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        headers = [
+            *headers,
+            ("Set-Cookie", set_cookie),
+            ("Vary", "Cookie"),
+            ("Cache-Control", "no-store"),  # SE-08
+        ]
+        return start_response(status, headers, exc_info)
+
+    return start_with_cookie
 
 
 class AuthRelayWSGIMiddleware:
@@ -76,30 +94,15 @@ class AuthRelayWSGIMiddleware:
         )
         environ["authrelay.relay"] = self.relay
         set_cookie = resolution.set_cookie
-        started = False
-
-        def start_wrapper(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal started
-            started = True
-            if set_cookie is not None:
-                headers = [
-                    *headers,
-                    ("Set-Cookie", set_cookie),
-                    ("Vary", "Cookie"),
-                    ("Cache-Control", "no-store"),
-                ]
-            return (
-                start_response(status, headers, exc_info)
-                if exc_info
-                else start_response(status, headers)
-            )
-
+        if set_cookie is not None:
+            start_response = _adding_cookie(start_response, set_cookie)
         try:
-            return self.app(environ, start_wrapper)
+            return self.app(environ, start_response)
         except AuthRelayError as exc:
-            if started:
-                raise
-            return render(self._error(environ, exc), start_response)
+            # PEP 3333: with exc_info, a server that already sent headers re-raises.
+            response = self._error(environ, exc)
+            start_response(_status_line(response.status), response.headers, sys.exc_info())
+            return [response.body]
 
     def _error(self, environ: Environ, error: AuthRelayError) -> Response:
         return error_response(
