@@ -72,6 +72,9 @@ class Relay:
             self.connectors = ConnectorRegistry(self)
             self.route_handler = self.connectors.routes.handle
             self.services.user_tokens = self.connectors.tokens
+        subscribe = getattr(self.backend, "subscribe", None)
+        if subscribe is not None:  # another process changed a key: drop what we cached of it
+            subscribe(self._invalidate)
         install_redaction()
 
     def __repr__(self) -> str:
@@ -109,6 +112,12 @@ class Relay:
                     )
                     driver = self._sync_driver = SyncDriver(client, self.backend)
         return driver
+
+    def _invalidate(self, key: str | None) -> None:
+        self.sessions.forget(key)
+        forget = getattr(self.services, "forget", None)
+        if forget is not None:
+            forget(key)
 
     def handle_route(self, request: AuthRequest) -> Flow[Response]:
         """Serve a request under ``routes.prefix``: ``/stats`` when enabled, else connectors."""

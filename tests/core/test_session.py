@@ -133,7 +133,7 @@ def test_se04_new_session_replaces_old(clock) -> None:
 def test_record_survives_cache_loss_via_store(clock) -> None:
     relay = make(clock)
     value = login(relay)
-    relay.sessions._records.clear()
+    relay.sessions.forget(None)
     assert relay.identity.fast([], f"__Host-authrelay={value}") is None  # needs the store
     res = relay.sync_driver.run(relay.identity.resolve([], f"__Host-authrelay={value}"))
     assert res.principal.subject == "alice"
@@ -174,3 +174,14 @@ def test_record_in_store_is_encrypted(clock) -> None:
     login(relay, "alice-canary")
     raw = [relay.backend.get(k) for k in relay.backend.keys("")]
     assert raw and all(b"alice-canary" not in v[0] for v in raw if v)
+
+
+def test_forget_drops_a_record_changed_elsewhere(clock) -> None:
+    relay = make(clock)
+    value = login(relay)
+    state = relay.sessions.open_cookie(value)
+    assert state is not None and relay.sessions.cached_record(state) is not None
+    relay.backend.delete(state.record_key)  # another process logged the user out
+    relay.sessions.forget(state.record_key)
+    res = relay.sync_driver.run(relay.identity.resolve([], f"__Host-authrelay={value}"))
+    assert not res.principal.is_authenticated

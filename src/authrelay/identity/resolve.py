@@ -119,7 +119,7 @@ class IdentityResolver:
         state = self.sessions.open_cookie(value)
         if state is None:
             return Resolution(set_cookie=self.sessions.clear_cookie())
-        record = self.sessions.cached_record(state.session_id)
+        record = self.sessions.cached_record(state)
         if record is None:
             return None
         return self._session_resolution(state, record)

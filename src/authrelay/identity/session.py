@@ -22,13 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import TTLCache
-
 from .._crypto import DecryptionFailed, KeyRing, b64url_decode, b64url_encode, random_token
 from .._io import Flow, StoreOp
 from .._types import Clock
 from ..errors import ConfigurationError
 from ..settings import Settings
+from .tokencache import TokenCache, token_key
 
 __all__ = ["CookieState", "SessionManager", "SessionRecord"]
 
@@ -45,6 +44,7 @@ class CookieState:
     session_id: str = field(repr=False)
     issued_at: float
     last_seen: float
+    record_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +100,9 @@ class SessionManager:
         self._prefix = settings.store.key_prefix + "session:"
         self.cookie_name = self._settings.effective_cookie_name
         self._attributes = self._cookie_attributes()
-        self._records: TTLCache[str, SessionRecord] = TTLCache(
-            maxsize=10_000, ttl=_RECORD_CACHE_TTL, timer=clock
-        )
+        # Plain-dict caches with per-entry expiry: a hit is one hash and one dict lookup.
+        self._opened: TokenCache[tuple[str, float, float, str]] = TokenCache(10_000, clock=clock)
+        self._records: TokenCache[SessionRecord] = TokenCache(10_000, clock=clock)
 
     def __repr__(self) -> str:
         return f"SessionManager(cookie_name={self.cookie_name!r})"
@@ -119,18 +119,27 @@ class SessionManager:
         """Open a cookie value; None when forged, foreign, expired or idle (SE-05)."""
         if len(value) > 1024:
             return None
-        try:
-            raw = self._cookie_ring.open(b64url_decode(value), self.cookie_name.encode())
-            sid, issued, seen = json.loads(raw)
-            issued, seen = float(issued), float(seen)
-        except (DecryptionFailed, ValueError, TypeError):
-            return None
+        digest = token_key(value)
+        opened = self._opened.get(digest)
+        if opened is None:
+            try:
+                raw = self._cookie_ring.open(b64url_decode(value), self.cookie_name.encode())
+                sid, issued, seen = json.loads(raw)
+                issued, seen = float(issued), float(seen)
+            except (DecryptionFailed, ValueError, TypeError):
+                return None
+            if not isinstance(sid, str):
+                return None
+            opened = (sid, issued, seen, self._key(sid))
+            settings = self._settings
+            self._opened.put(
+                digest, min(issued + settings.max_age, seen + settings.idle_timeout), opened
+            )
+        sid, issued, seen, record_key = opened
         now = self._clock()
         if now - issued > self._settings.max_age or now - seen > self._settings.idle_timeout:
             return None
-        if not isinstance(sid, str):
-            return None
-        return CookieState(session_id=sid, issued_at=issued, last_seen=seen)
+        return CookieState(sid, issued, seen, record_key)
 
     def needs_renewal(self, state: CookieState) -> bool:
         """True when the rolling idle window should be moved forward."""
@@ -155,16 +164,25 @@ class SessionManager:
     def _key(self, session_id: str) -> str:
         return self._prefix + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
-    def cached_record(self, session_id: str) -> SessionRecord | None:
+    def cached_record(self, session: CookieState | str) -> SessionRecord | None:
         """The record from the in-process cache, without touching the store."""
-        return self._records.get(session_id)
+        if isinstance(session, CookieState):
+            return self._records.get(session.record_key.encode())
+        return self._records.get(self._key(session).encode())
+
+    def forget(self, key: str | None) -> None:
+        """Drop the cached record at store ``key``, changed elsewhere (None: drop all)."""
+        if key is None:
+            self._records.entries.clear()
+        else:
+            self._records.discard(key.encode())
 
     def load(self, session_id: str) -> Flow[SessionRecord | None]:
         """The session's record, or None when it was ended (logout) or never existed."""
-        record = self._records.get(session_id)
+        key = self._key(session_id)
+        record = self._records.get(key.encode())
         if record is not None:
             return record
-        key = self._key(session_id)
         stored = yield StoreOp("get", (key,))
         if stored is None:
             return None
@@ -176,7 +194,7 @@ class SessionManager:
                 extra={"key_id": self._record_ring.key_id_of(stored[0])},
             )
             return None
-        self._records[session_id] = record
+        self._records.put(key.encode(), self._clock() + _RECORD_CACHE_TTL, record)
         return record
 
     def create(self, record: SessionRecord, *, replaces: str | None = None) -> Flow[str]:
@@ -187,10 +205,10 @@ class SessionManager:
         yield StoreOp("put", (key, sealed), {"ttl": self._settings.max_age})
         if replaces is not None:
             yield from self.destroy(replaces)
-        self._records[session_id] = record
+        self._records.put(key.encode(), self._clock() + _RECORD_CACHE_TTL, record)
         return self.set_cookie(session_id, record.created_at or self._clock())
 
     def destroy(self, session_id: str) -> Flow[None]:
         """End a session server-side: its cookie is anonymous from now on (SE-06)."""
-        self._records.pop(session_id, None)
+        self._records.discard(self._key(session_id).encode())
         yield StoreOp("delete", (self._key(session_id),))
