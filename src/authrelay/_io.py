@@ -7,6 +7,8 @@ A *flow* is a generator that yields effects and receives their results:
   flow as :class:`TransportFailure`, so retry policy lives in the protocol code;
 - :class:`StoreOp`   → the driver calls that method of the store (async or sync view);
 - :class:`Sleep`     → the driver waits (``anyio.sleep`` / ``time.sleep``);
+- :class:`Call`      → the driver calls an application hook (``on_sign_in``...), awaiting
+  its result under ASGI when the hook is a coroutine function;
 - :class:`Shared`    → single-flight: the driver runs ``Shared.flow()`` once per key at a
   time; concurrent flows yielding the same key wait and receive the same result or
   error (asyncio tasks under ASGI, threads under WSGI).
@@ -21,6 +23,7 @@ redirect on POST.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable, Generator, Hashable, Mapping
@@ -32,6 +35,7 @@ import httpx
 
 __all__ = [
     "AsyncDriver",
+    "Call",
     "Effect",
     "Flow",
     "ResponseTooLarge",
@@ -63,6 +67,14 @@ class StoreOp:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """Call ``function(*args)``: an application hook, sync or (under ASGI only) async."""
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Shared:
     """Run ``flow()`` once for ``key`` among concurrent callers and share its outcome."""
 
@@ -70,7 +82,7 @@ class Shared:
     flow: Callable[[], Flow[Any]]
 
 
-Effect: TypeAlias = "httpx.Request | StoreOp | Sleep | Shared"
+Effect: TypeAlias = "httpx.Request | StoreOp | Sleep | Shared | Call"
 Flow: TypeAlias = Generator[Effect, Any, T]
 
 
@@ -196,6 +208,9 @@ class AsyncDriver:
             return await getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
         if isinstance(effect, Shared):
             return await self._shared(effect)
+        if isinstance(effect, Call):
+            result = effect.function(*effect.args)
+            return await result if inspect.isawaitable(result) else result
         await anyio.sleep(effect.seconds)
         return None
 
@@ -274,6 +289,17 @@ class SyncDriver:
             return getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
         if isinstance(effect, Shared):
             return self._shared(effect)
+        if isinstance(effect, Call):
+            result = effect.function(*effect.args)
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(
+                    f"{getattr(effect.function, '__qualname__', effect.function)!r} is async; "
+                    "under WSGI hooks must be plain functions"
+                )
+            return result
         time.sleep(effect.seconds)
         return None
 

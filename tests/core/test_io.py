@@ -182,3 +182,28 @@ def test_tr03_sync_driver_deadline_covers_a_server_that_never_answers() -> None:
             return "answered"
 
         assert driver.run(slow()) == ("failure", True, True)
+
+
+def test_call_effect_runs_sync_hooks_in_both_drivers_and_async_hooks_under_asgi() -> None:
+    from authrelay._io import Call
+
+    def sync_hook(name: str) -> str:
+        return f"user-{name}"
+
+    async def async_hook(name: str) -> str:
+        return f"async-{name}"
+
+    def flow(hook: object) -> Flow[str]:
+        value = yield Call(hook, ("alice",))  # type: ignore[arg-type]
+        return value  # type: ignore[no-any-return]
+
+    sync = SyncDriver(httpx.Client())
+    assert sync.run(flow(sync_hook)) == "user-alice"
+    with pytest.raises(TypeError, match="under WSGI hooks must be plain functions"):
+        sync.run(flow(async_hook))
+
+    async def main() -> tuple[str, str]:
+        driver = AsyncDriver(httpx.AsyncClient())
+        return await driver.run(flow(sync_hook)), await driver.run(flow(async_hook))
+
+    assert anyio.run(main) == ("user-alice", "async-alice")
