@@ -12,11 +12,18 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ImportString,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ConfigurationError
 from ._base import Section
@@ -69,6 +76,12 @@ class Settings(Section):
     store: StoreSettings = StoreSettings()
     routes: RoutesSettings = RoutesSettings()
     http: HttpSettings = HttpSettings()
+    on_sign_in: ImportString[Callable[..., Any]] | None = None
+    """``on_sign_in(profile, connector) -> user id``: map a sign-in to the app's own user.
+
+    A callable, or in TOML an import path (``"myapp.users:on_sign_in"``); it may be
+    ``async`` under ASGI. The returned id becomes the principal's subject.
+    """
 
     def __init__(self, **data: Any) -> None:
         try:
