@@ -96,7 +96,7 @@ def test_session_cookie_over_real_http() -> None:
     assert response.json()["name"] == "Alice"
 
 
-def test_missing_credentials_api_gets_401_challenge() -> None:
+def test_br04_missing_credentials_api_gets_401_challenge_without_error() -> None:
     relay = Relay(settings())
     with TestClient(starlette_app(relay)) as client:
         response = client.get("/protected", headers={"accept": "application/json"})
@@ -126,7 +126,7 @@ def test_missing_credentials_browser_redirected_to_login() -> None:
     assert response.headers["location"] == "/auth/idp/login?next=/protected"
 
 
-def test_stale_cookie_is_cleared_with_vary_and_no_store() -> None:
+def test_se08_br06_stale_cookie_is_cleared_with_vary_and_no_store() -> None:
     relay = Relay(settings())
     with TestClient(starlette_app(relay)) as client:
         response = client.get("/", headers={"cookie": "authrelay=forged"})

@@ -65,8 +65,6 @@ class Settings(Section):
     """Relaxes start-up checks for local development (memory store without keys)."""
     public_base_url: str | None = None
     """Where the app is reached (``https://app.example``); redirect URIs are built from it."""
-    trusted_proxies: list[str] = []
-    """Peers whose ``X-Forwarded-*`` headers are honoured (TR-05); empty by default."""
     session: SessionSettings = SessionSettings()
     bearer: BearerSettings | None = None
     client: ClientSettings | None = None
