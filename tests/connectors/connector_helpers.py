@@ -160,3 +160,21 @@ def refresh_count(idp: IdentityProvider, expected: int) -> int:
         if count >= expected or time.monotonic() > deadline:
             return count
         time.sleep(0.01)
+
+
+# -- sign-in hooks, importable by path ("connector_helpers:app_user_id") ---------------
+
+SIGN_INS: list[tuple[str, str]] = []
+"""(external sub, connector) of every call to the hooks below."""
+
+
+def app_user_id(profile: Any, connector: str) -> str:
+    """A sync ``on_sign_in``: the app's own user id for a profile."""
+    SIGN_INS.append((profile.sub, connector))
+    return f"user-{profile.sub}"
+
+
+async def async_app_user_id(profile: Any, connector: str) -> str:
+    """An async ``on_sign_in`` (ASGI only)."""
+    SIGN_INS.append((profile.sub, connector))
+    return f"async-user-{profile.sub}"

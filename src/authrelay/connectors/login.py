@@ -304,7 +304,7 @@ class LoginFlows:
     ) -> Flow[str]:
         link = yield from self.store.find_link(connector.target, profile.sub)
         if link is None:
-            user = self.registry.sign_in_user(profile, connector)
+            user = yield from self.registry.sign_in_user(profile, connector)
             link = yield from self.store.create_link(
                 connector.target, profile.sub, user, connector.name
             )

@@ -3,23 +3,23 @@
 Defends against: invalid connector configs or rule violations discovered at the first
 login (they fail at start with the field path, :mod:`.guards`), redirect URIs built
 from ``Host`` in production (``public_base_url`` is required unless ``dev_mode``,
-AC-07), a store without an encryption key (ST-02), and a runtime change that breaks
-the rules (refused, nothing saved).
+AC-07), a store without an encryption key (ST-02), a runtime change that breaks
+the rules (refused, nothing saved), and an application sign-in hook that fails or
+answers nonsense (the sign-in fails cleanly; no session, no identity link).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._crypto import KeyRing, b64url_encode, random_token
-from .._io import Flow
-from ..errors import ConfigurationError
+from .._io import Call, Flow
+from ..errors import AuthRelayError, ConfigurationError
 from ..settings import ConnectorSettings
 from ..stores.tokens import StoredTokens, TokenStore
 from .connector import Connector
@@ -33,8 +33,11 @@ __all__ = ["ConnectorRegistry", "SignInHook"]
 
 logger = logging.getLogger("authrelay.connectors")
 
-SignInHook = Callable[[Profile, str], str]
-"""``on_sign_in(profile, connector_name) -> user id`` for apps that keep their own users."""
+SignInHook = Callable[[Profile, str], "str | Awaitable[str]"]
+"""``on_sign_in(profile, connector_name) -> user id`` for apps that keep their own users.
+
+A plain function, or (under ASGI only) a coroutine function.
+"""
 
 
 def _entry(connector: Connector) -> RuleEntry:
@@ -89,7 +92,9 @@ class ConnectorRegistry:
             clock=relay.clock,
         )
         self._csrf_key = hashlib.sha256(b"authrelay-csrf-v1" + secrets[0]).digest()
-        self.on_sign_in = on_sign_in
+        self.on_sign_in: SignInHook | None = (
+            on_sign_in if on_sign_in is not None else settings.on_sign_in
+        )
         self.routes = ConnectorRoutes(self)
         self.tokens = ConnectorTokenSource(self)
 
@@ -105,21 +110,52 @@ class ConnectorRegistry:
         return {name: c.issuer for name, c in self.connectors.items()}
 
     def set_sign_in_hook(self, hook: SignInHook | None) -> None:
-        """Map a profile to the app's own user id at first sign-in (synchronous callable)."""
-        if hook is not None and inspect.iscoroutinefunction(hook):
-            raise ConfigurationError(
-                "on_sign_in: an async hook is not supported yet; pass a function"
-            )
+        """Replace ``settings.on_sign_in`` (a function, or a coroutine function under ASGI)."""
         self.on_sign_in = hook
 
-    def sign_in_user(self, profile: Profile, connector: Connector) -> str:
-        """The user id for a first sign-in: the hook's answer, else ``target|sub``."""
-        if self.on_sign_in is not None:
-            user = self.on_sign_in(profile, connector.name)
-            if not isinstance(user, str) or not user:
-                raise ConfigurationError("on_sign_in must return a non-empty user id")
-            return user
-        return f"{connector.target}|{profile.sub}"
+    def sign_in_user(self, profile: Profile, connector: Connector) -> Flow[str]:
+        """The user id for a first sign-in: the hook's answer, else ``target|sub``.
+
+        Called only for an identity (target, sub) not linked yet, so every connector of
+        the same target finds the user the first sign-in chose. An :class:`AuthRelayError`
+        raised by the hook (``CallbackError("access_denied")``) refuses the sign-in as it
+        is; any other failure is logged and answered with a 500.
+        """
+        hook = self.on_sign_in
+        if hook is None:
+            return f"{connector.target}|{profile.sub}"
+        try:
+            user = yield Call(hook, (profile, connector.name))
+        except AuthRelayError:
+            raise
+        except TypeError as exc:
+            if "under WSGI" in str(exc):  # the sync driver refuses awaitables
+                logger.error(
+                    "on_sign_in_async_under_wsgi connector=%s: the hook is a coroutine "
+                    "function, which only the ASGI middleware can await; give the WSGI "
+                    "middleware a plain function",
+                    connector.name,
+                )
+            else:
+                logger.error(
+                    "on_sign_in_failed connector=%s error=TypeError", connector.name, exc_info=True
+                )
+            raise AuthRelayError("the application could not complete the sign-in") from None
+        except Exception as exc:
+            logger.error(
+                "on_sign_in_failed connector=%s error=%s",
+                connector.name,
+                type(exc).__name__,
+                exc_info=True,
+            )
+            raise AuthRelayError("the application could not complete the sign-in") from None
+        if not isinstance(user, str) or not user:
+            logger.error(
+                "on_sign_in_bad_answer connector=%s: the hook must return a non-empty str user id",
+                connector.name,
+            )
+            raise AuthRelayError("the application could not complete the sign-in")
+        return user
 
     def csrf_token(self, session_id: str) -> str:
         """The logout CSRF token of a session (for clients that send no ``Origin``)."""
