@@ -23,11 +23,18 @@ def _expect(principal: Any) -> dict[str, str]:
     return {"x-expect-sub": sub} if sub else {}
 
 
+def _body(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
 def asgi_app(relay: Relay) -> Any:
     async def call(request: Request) -> JSONResponse:
         client = request.state.services[request.path_params["service"]]
         response = await client.get("/whoami", headers=_expect(request.user))
-        return JSONResponse({"status": response.status_code, "body": response.json()})
+        return JSONResponse({"status": response.status_code, "body": _body(response)})
 
     async def header(request: Request) -> JSONResponse:
         client = request.state.services[request.path_params["service"]]
@@ -55,7 +62,7 @@ def wsgi_app(relay: Relay) -> Any:
         principal = environ["authrelay.principal"]
         if path.startswith("/call/"):
             response = services[path[6:]].get("/whoami", headers=_expect(principal))
-            payload: Any = {"status": response.status_code, "body": response.json()}
+            payload: Any = {"status": response.status_code, "body": _body(response)}
         elif path.startswith("/header/"):
             value = services[path[8:]].authorization_header()
             payload = {"scheme": value.split(" ")[0], "length": len(value)}

@@ -40,7 +40,7 @@ class Downstream:
         self.app = Starlette(
             routes=[
                 Route("/whoami", self.whoami, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-                Route("/status/{code:int}", self.status),
+                Route("/status/{code:int}", self.status, methods=["GET", "POST"]),
                 Route("/redirect", self.redirect),
                 Route("/set-cookie", self.set_cookie),
             ]
