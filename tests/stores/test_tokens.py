@@ -1,4 +1,4 @@
-"""Sealed records: encryption at rest, rotation, corrupt entries, links, transactions, leases."""
+"""Sealed records: encryption at rest, rotation, corrupt entries, links, transactions, locks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from authrelay._crypto import KeyRing
 from authrelay._io import SyncDriver
+from authrelay.stores.locks import acquire_lock, release_lock
 from authrelay.stores.memory import MemoryBackend
 from authrelay.stores.tokens import StoredTokens, TokenStore, Transaction
 
@@ -114,13 +115,14 @@ def test_ac04_transaction_is_single_use_and_bound_to_connector() -> None:
     assert run.run(store.take_transaction("state-2", "other")) is None  # MU-03
 
 
-def test_rt02_lease_is_exclusive_until_released() -> None:
+def test_rt02_refresh_lock_is_exclusive_per_user_and_connector_until_released() -> None:
     store, run = make([OLD], MemoryBackend())
-    owner = run.run(store.acquire_lease("alice", "github", ttl=30))
-    assert owner is not None
-    assert run.run(store.acquire_lease("alice", "github", ttl=30)) is None
-    assert run.run(store.acquire_lease("bob", "github", ttl=30)) is not None
-    run.run(store.release_lease("alice", "github", "not-the-owner"))
-    assert run.run(store.acquire_lease("alice", "github", ttl=30)) is None
-    run.run(store.release_lease("alice", "github", owner))
-    assert run.run(store.acquire_lease("alice", "github", ttl=30)) is not None
+    alice = store.lock_key("alice", "github")
+    assert "alice" not in alice  # ST-06: a digest, not the user id
+    held = run.run(acquire_lock(alice, 30))
+    assert held is not None
+    assert run.run(acquire_lock(alice, 30)) is None
+    assert run.run(acquire_lock(store.lock_key("bob", "github"), 30)) is not None
+    assert run.run(acquire_lock(store.lock_key("alice", "google"), 30)) is not None
+    run.run(release_lock(held))
+    assert run.run(acquire_lock(alice, 30)) is not None

@@ -3,9 +3,14 @@
 Defends against (SECURITY §7, §14; DESIGN lessons on rotation races):
 
 - two refreshes racing with one refresh token (RT-02): single-flight per (user,
-  connector) in the process (``Shared``), plus a store lease (``put`` if absent, with a
-  TTL) across processes; waiters re-read the store after the lease is released and use
-  what the winner wrote;
+  connector) in the process (``Shared``), plus a lock in the store across processes
+  (:func:`~authrelay.stores.locks.single_flight`); waiters re-read the store after the
+  lock is released and use what the winner wrote;
+- a dead lock holder failing other requests: the lock's TTL (:func:`lock_ttl`) outlasts
+  the longest refresh (two token requests at ``http.token_timeout``, discovery and
+  JWKS) by a margin, and waiters wait longer than the TTL, so a crashed holder costs
+  one slow request; past that budget the answer is 503 ``TokenStoreUnavailable``
+  with ``Retry-After``, never a 502;
 - a rotated refresh token lost (RT-01, INV-4): the new set replaces the old with
   compare-and-set on the record version; a response without ``refresh_token`` keeps
   the old one; if the write fails the new set stays pinned in the process and is
@@ -22,7 +27,7 @@ Defends against (SECURITY §7, §14; DESIGN lessons on rotation races):
 - a refreshed ID token for someone else (RT-05): ``iss``, ``sub``, ``aud``, ``azp`` must
   match the original or the whole response is discarded;
 - a refresh resurrecting tokens after logout (ST-10): the write is conditional on the
-  version read under the lease; a deleted record stays deleted.
+  version read under the lock; a deleted record stays deleted.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .._io import Flow, Shared, Sleep
+from .._io import Flow, Shared
 from ..errors import (
     ConsentRequired,
     ReauthorizationRequired,
@@ -40,10 +45,13 @@ from ..errors import (
     UpstreamError,
 )
 from ..principal import Principal
+from ..settings import HttpSettings
+from ..stores.locks import single_flight
 from ..stores.tokens import StoredTokens
 from ..tokens.model import AccessToken
 from .connector import Connector, TokenEndpointError
 from .idtoken import same_identity, validate_id_token
+from .pinning import UNWRITTEN, PinnedTokens
 
 if TYPE_CHECKING:
     from .registry import ConnectorRegistry
@@ -56,10 +64,15 @@ REFRESH_MARGIN = 60.0
 """Refresh this many seconds before the access token expires."""
 DEFAULT_LIFETIME = 300.0
 """Assumed lifetime of an access token issued without ``expires_in``."""
-LEASE_TTL = 30.0
-_LEASE_WAITS = 40
-_LEASE_POLL = 0.25
+LOCK_MARGIN = 5.0
+"""Seconds the refresh lock outlives the longest refresh, and waiters outwait the lock."""
 _CONFIG_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+
+
+def lock_ttl(http: HttpSettings) -> float:
+    """How long a refresh may hold its lock: discovery, two token requests with the
+    backoff between them, the JWKS for a new ID token, and :data:`LOCK_MARGIN`."""
+    return 2 * http.metadata_timeout + 2 * http.token_timeout + 2.0 + LOCK_MARGIN
 
 
 class ConnectorTokenSource:
@@ -70,10 +83,11 @@ class ConnectorTokenSource:
         self.store = registry.store
         self._clock = registry.relay.clock
         self._prefix = registry.relay.settings.routes.prefix
-        self._pinned: dict[tuple[str, str], StoredTokens] = {}
+        self.lock_ttl = lock_ttl(registry.relay.settings.http)
+        self.pins = PinnedTokens(self.store)
 
     def __repr__(self) -> str:
-        return f"ConnectorTokenSource(pinned={len(self._pinned)})"
+        return f"ConnectorTokenSource(pinned={len(self.pins)})"
 
     def _connect_url(self, connector: str, scopes: tuple[str, ...] = ()) -> str:
         url = f"{self._prefix}/{connector}/connect"
@@ -111,7 +125,7 @@ class ConnectorTokenSource:
         user = principal.subject
         if principal.kind == "anonymous" or user is None:
             raise self._reauth(connector, "sign in to use this service")
-        record = yield from self._load(user, target)
+        record, _ = yield from self.pins.load(user, target)
         if record is None or record.status != "active" or record.access_token is None:
             raise self._reauth(connector, "connect this account to use this service")
         missing = tuple(s for s in scopes if s not in record.scopes)
@@ -128,60 +142,52 @@ class ConnectorTokenSource:
             if self._fresh(record):
                 return self._token(record)
             raise self._reauth(connector, "the access to this account has expired")
-        used = record.refresh_token
         token: AccessToken = yield Shared(
             ("authrelay.connector-refresh", user, connector),
-            lambda: self._refresh(target, user, used, force_refresh),
+            lambda: self._refresh(target, user, record, force_refresh),
         )
         return token
 
-    def _load(self, user: str, connector: Connector) -> Flow[StoredTokens | None]:
-        record, version = yield from self.store.load_tokens(user, connector.name, connector.issuer)
-        pinned = self._pinned.get((user, connector.name))
-        if pinned is not None:
-            try:
-                written = yield from self.store.save_tokens(user, pinned, expected_version=version)
-            except TokenStoreUnavailable:
-                return pinned
-            self._pinned.pop((user, connector.name), None)
-            if written is not None:
-                logger.info("pinned_tokens_persisted connector=%s", connector.name)
-                return pinned
-        return record
-
     def _refresh(
-        self, connector: Connector, user: str, used: str, force: bool
+        self, connector: Connector, user: str, used: StoredTokens, force: bool
     ) -> Flow[AccessToken]:
         name = connector.name
-        owner: str | None = None
-        for _ in range(_LEASE_WAITS):
-            record, _version = yield from self.store.load_tokens(user, name, connector.issuer)
-            if record is None or record.status != "active":
-                raise self._reauth(name, "connect this account to use this service")
-            if record.refresh_token != used and self._fresh(record):
-                return self._token(record)  # another worker refreshed meanwhile
-            owner = yield from self.store.acquire_lease(user, name, ttl=LEASE_TTL)
-            if owner is not None:
-                break
-            yield Sleep(_LEASE_POLL)
-        else:
-            raise UpstreamError("another refresh for this account is still running", connector=name)
-        try:
-            return (yield from self._refresh_locked(connector, user, used, force))
-        finally:
-            yield from self.store.release_lease(user, name, owner)
 
-    def _refresh_locked(
-        self, connector: Connector, user: str, used: str, force: bool
-    ) -> Flow[AccessToken]:
+        def read() -> Flow[AccessToken | None]:
+            record, _ = yield from self.pins.load(user, connector)
+            if record is None or record.status != "active" or record.access_token is None:
+                raise self._reauth(name, "connect this account to use this service")
+            replaced = (record.access_token, record.refresh_token) != (
+                used.access_token,
+                used.refresh_token,
+            )
+            if self._fresh(record) and (replaced or not force):
+                return self._token(record)  # another worker refreshed meanwhile
+            if record.refresh_token is None:
+                raise self._reauth(name, "the access to this account has expired")
+            return None
+
+        try:
+            token: AccessToken = yield from single_flight(
+                self.store.lock_key(user, name),
+                read=read,
+                produce=lambda: self._refresh_locked(connector, user),
+                ttl=self.lock_ttl,
+                wait=self.lock_ttl + LOCK_MARGIN,
+            )
+        except TokenStoreUnavailable as exc:
+            # The store is down, or another worker held the lock past the whole budget.
+            raise TokenStoreUnavailable(
+                exc.description, connector=name, retry_after=exc.retry_after or 1
+            ) from None
+        return token
+
+    def _refresh_locked(self, connector: Connector, user: str) -> Flow[AccessToken]:
+        """Under the lock, after ``read`` found nothing usable: one refresh grant."""
         name = connector.name
-        record, version = yield from self.store.load_tokens(user, name, connector.issuer)
+        record, version = yield from self.pins.load(user, connector)
         if record is None or record.status != "active" or record.refresh_token is None:
             raise self._reauth(name, "connect this account to use this service")
-        if record.refresh_token != used and self._fresh(record):
-            return self._token(record)
-        if not force and self._fresh(record):
-            return self._token(record)
         endpoints = yield from connector.endpoints()
         refresh_token = record.refresh_token
         for attempt in range(2):
@@ -247,10 +253,11 @@ class ConnectorTokenSource:
         try:
             written = yield from self.store.save_tokens(user, updated, expected_version=version)
         except TokenStoreUnavailable:
-            self._pinned[(user, name)] = updated  # ST-09
-            logger.error("refresh_write_failed connector=%s; pinned in process", name)
-            return self._token(updated)
-        if written is None:
-            # Changed or deleted while the lease was held (logout, ST-10): not resurrected.
+            written = UNWRITTEN
+        if version == UNWRITTEN or written == UNWRITTEN:
+            # ST-09: the provider spent the old refresh token; keep the new set.
+            self.pins.pin(user, updated, base=record.refresh_token)
+        elif written is None:
+            # Changed or deleted while the lock was held (logout, ST-10): not resurrected.
             logger.warning("refresh_write_conflict connector=%s", name)
         return self._token(updated)

@@ -1,5 +1,5 @@
 """Sealed records on the versioned key-value store: user tokens, identity links, profiles,
-connector records, login transactions and refresh leases, as sans-IO flows.
+connector records and login transactions, as sans-IO flows.
 
 Defends against:
 
@@ -12,8 +12,9 @@ Defends against:
   deleted here; rotation re-seals lazily with the first key on read (ST-03);
 - raw tokens in keys (ST-06): keys hold SHA-256 digests of user ids and states only;
 - lost updates (RT-01, ST-10): writes of token sets are compare-and-set on the record
-  version; a refresh lease (``put`` with ``expected_version=0`` and a TTL, the
-  ``SET NX PX`` pattern) keeps one refresh per (user, connector) across processes (RT-02).
+  version; :meth:`TokenStore.lock_key` names the lock that
+  :func:`~authrelay.stores.locks.single_flight` takes so one refresh per (user,
+  connector) runs across processes (RT-02).
 
 Backend failures propagate as :class:`~authrelay.errors.TokenStoreUnavailable` (ST-04).
 """
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .._crypto import DecryptionFailed, KeyRing, fingerprint, random_token
+from .._crypto import DecryptionFailed, KeyRing, fingerprint
 from .._io import Flow, StoreOp
 from .._types import Clock
 
@@ -411,24 +412,8 @@ class TokenStore:
         except (ValueError, KeyError, TypeError):
             return None
 
-    # -- refresh leases (RT-02) ---------------------------------------------------------
+    # -- refresh locks (RT-02) ----------------------------------------------------------
 
-    def _lease_key(self, user: str, connector: str) -> str:
+    def lock_key(self, user: str, connector: str) -> str:
+        """Key of the cross-process refresh lock of (user, connector), for :mod:`.locks`."""
         return f"{self._prefix}lock:{_digest(user)}:{connector}"
-
-    def acquire_lease(self, user: str, connector: str, *, ttl: float) -> Flow[str | None]:
-        """Take the refresh lease for (user, connector); its owner token, or None if held."""
-        owner = random_token(16)
-        got = yield StoreOp(
-            "put",
-            (self._lease_key(user, connector), owner.encode()),
-            {"ttl": ttl, "expected_version": 0},
-        )
-        return owner if got is not None else None
-
-    def release_lease(self, user: str, connector: str, owner: str) -> Flow[None]:
-        """Give the lease back if this owner still holds it."""
-        key = self._lease_key(user, connector)
-        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
-        if stored is not None and stored[0] == owner.encode():
-            yield StoreOp("delete", (key,), {"expected_version": stored[1]})
