@@ -49,6 +49,7 @@ class ConnectorRegistry:
     """Every configured connector, the sealed token store, the routes and the token source."""
 
     def __init__(self, relay: Relay, *, on_sign_in: SignInHook | None = None) -> None:
+        from .background import Background
         from .routes import ConnectorRoutes
         from .usertokens import ConnectorTokenSource
 
@@ -95,6 +96,7 @@ class ConnectorRegistry:
         self.on_sign_in: SignInHook | None = (
             on_sign_in if on_sign_in is not None else settings.on_sign_in
         )
+        self.background = Background(relay)
         self.routes = ConnectorRoutes(self)
         self.tokens = ConnectorTokenSource(self)
 

@@ -9,6 +9,11 @@ Defends against:
   and stored tokens deleted), then best-effort RFC 7009 revocation of the refresh and
   access tokens, then RP-initiated logout for OIDC providers; the cookie is cleared
   with its own attributes and ``Max-Age=0``;
+- a provider that holds up logouts (RV-02, RV-03): one revocation attempt per token
+  during the request, bounded by a short timeout; a 503 (after its ``Retry-After``) or
+  no answer is retried after the response by a background follow-up, at most
+  :data:`REVOKE_RETRIES` times; ``unsupported_token_type`` is logged at INFO and not
+  retried; the logout succeeds whatever the provider does;
 - token leaks through ``/me`` (INV-1): it lists linked connectors and scopes, never a
   token; nothing here puts an ID token in a URL.
 
@@ -18,7 +23,9 @@ rebuilt from ``Host``.
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -41,8 +48,20 @@ __all__ = ["ConnectorRoutes"]
 
 logger = logging.getLogger("authrelay.connectors.routes")
 
-_REVOKE_RETRIES = 1
-_MAX_RETRY_AFTER = 1.0
+REVOKE_RETRIES = 3
+"""Background retries of a revocation answered 503 or not answered (RV-02)."""
+_DEFAULT_RETRY_AFTER = 2.0
+_MAX_RETRY_AFTER = 60.0
+_INLINE_TIMEOUT = 3.0
+"""The first revocation attempt, during the logout request, waits at most this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Revocation:
+    connector: Connector
+    url: str
+    token: str = field(repr=False)
+    hint: str
 
 
 def _origin_of(url: str) -> str:
@@ -186,8 +205,13 @@ class ConnectorRoutes:
                 if connector is not None:
                     revoked.append((connector, record))
             yield from self.relay.sessions.destroy(principal.session_id)  # SE-06
+            later: list[tuple[_Revocation, float]] = []
             for connector, record in revoked:
-                yield from self._revoke_all(connector, record)
+                later.extend((yield from self._revoke_all(connector, record)))
+            if later:  # RV-02: retried after the response, never before it
+                yield _io.Call(
+                    self.registry.background.start, ("revocation", lambda: self.revoke_later(later))
+                )
             session_connector = self.registry.get(principal.connector or "")
             if session_connector is not None:
                 end_session = yield from self._end_session_url(session_connector)
@@ -219,48 +243,97 @@ class ConnectorRoutes:
         separator = "&" if "?" in endpoints.end_session else "?"
         return endpoints.end_session + separator + urlencode(params)
 
-    def _revoke_all(self, connector: Connector, record: StoredTokens) -> Flow[None]:
+    def _revoke_all(
+        self, connector: Connector, record: StoredTokens
+    ) -> Flow[list[tuple[_Revocation, float]]]:
+        """Revoke a record's tokens once each; return those to retry, with their delays."""
         try:
             endpoints = yield from connector.endpoints()
         except Exception:
             logger.warning("revocation_skipped connector=%s reason=metadata", connector.name)
-            return
+            return []
         if endpoints.revocation is None:
-            return
+            return []
+        retries: list[tuple[_Revocation, float]] = []
         # RV-01: the refresh token first, then the access token
         for token, hint in (
             (record.refresh_token, "refresh_token"),
             (record.access_token, "access_token"),
         ):
             if token is not None:
-                yield from self._revoke(connector, endpoints.revocation, token, hint)
+                revocation = _Revocation(connector, endpoints.revocation, token, hint)
+                timeout = min(connector.http.token_timeout, _INLINE_TIMEOUT)
+                delay = yield from self._revoke(revocation, timeout)
+                if delay is not None:
+                    retries.append((revocation, delay))
+        return retries
 
-    def _revoke(self, connector: Connector, url: str, token: str, hint: str) -> Flow[None]:
-        data = {"token": token, "token_type_hint": hint}  # RFC 7009 §2.1
-        for attempt in range(_REVOKE_RETRIES + 1):
-            try:
-                response: httpx.Response = yield from _io.send(
-                    connector.token_request(url, data),
-                    max_bytes=connector.http.max_token_bytes,
-                    total_timeout=connector.http.token_timeout,
-                )
-            except (_io.TransportFailure, _io.ResponseTooLarge):
-                logger.warning("revocation_failed connector=%s hint=%s", connector.name, hint)
-                return
-            if response.status_code == 200:  # RFC 7009 §2.2: success whatever the body
-                return
-            if b"unsupported_token_type" in response.content:  # RV-03
-                logger.info("revocation_unsupported connector=%s hint=%s", connector.name, hint)
-                return
-            retry_after = response.headers.get("retry-after", "")
-            if response.status_code == 503 and attempt < _REVOKE_RETRIES:
-                delay = float(retry_after) if retry_after.isdigit() else _MAX_RETRY_AFTER
-                yield _io.Sleep(min(delay, _MAX_RETRY_AFTER))
-                continue
-            logger.warning(
-                "revocation_failed connector=%s hint=%s status=%d",
-                connector.name,
-                hint,
-                response.status_code,
+    def _revoke(self, revocation: _Revocation, timeout: float) -> Flow[float | None]:
+        """One revocation request: the delay before trying again, or None when done."""
+        connector, hint = revocation.connector, revocation.hint
+        data = {"token": revocation.token, "token_type_hint": hint}  # RFC 7009 §2.1
+        try:
+            response: httpx.Response = yield from _io.send(
+                connector.token_request(revocation.url, data),
+                max_bytes=connector.http.max_token_bytes,
+                total_timeout=timeout,
             )
-            return
+        except _io.TransportFailure as exc:
+            reason = "timeout" if exc.timeout else "transport"
+            logger.warning(
+                "revocation_failed connector=%s hint=%s reason=%s", connector.name, hint, reason
+            )
+            return _DEFAULT_RETRY_AFTER  # revoking twice is harmless (RFC 7009 §2.2)
+        except _io.ResponseTooLarge:
+            logger.warning(
+                "revocation_failed connector=%s hint=%s reason=size", connector.name, hint
+            )
+            return None
+        if response.status_code == 200:  # RFC 7009 §2.2: success whatever the body
+            return None
+        if _oauth_error(response) == "unsupported_token_type":  # RV-03, RFC 7009 §2.2.1
+            logger.info("revocation_unsupported connector=%s hint=%s", connector.name, hint)
+            return None
+        if response.status_code == 503:  # RFC 7009 §2.2.1: try again later
+            return _retry_after(response)
+        logger.warning(
+            "revocation_failed connector=%s hint=%s status=%d",
+            connector.name,
+            hint,
+            response.status_code,
+        )
+        return None
+
+    def revoke_later(self, pending: list[tuple[_Revocation, float]]) -> Flow[None]:
+        """The background follow-up of a logout: each revocation retried at most
+        :data:`REVOKE_RETRIES` times, after the delay its last answer asked for (RV-02)."""
+        for revocation, first_delay in pending:
+            delay: float | None = first_delay
+            for _ in range(REVOKE_RETRIES):
+                if delay is None:
+                    break
+                yield _io.Sleep(delay)
+                delay = yield from self._revoke(revocation, revocation.connector.http.token_timeout)
+            if delay is not None:
+                logger.warning(
+                    "revocation_gave_up connector=%s hint=%s attempts=%d",
+                    revocation.connector.name,
+                    revocation.hint,
+                    REVOKE_RETRIES + 1,
+                )
+
+
+def _oauth_error(response: httpx.Response) -> str | None:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    value = response.headers.get("retry-after", "").strip()  # RFC 9110 §10.2.3
+    if not value.isdigit():
+        return _DEFAULT_RETRY_AFTER
+    return min(float(value), _MAX_RETRY_AFTER)
