@@ -224,6 +224,12 @@ class AsyncDriver:
                 call.value = await self.run(effect.flow())
             except Exception as exc:
                 call.error = exc
+            except BaseException:
+                # The leader was cancelled: its waiters must not take None for a result.
+                call.error = TransportFailure(
+                    "the shared call was cancelled", reached=True, timeout=False
+                )
+                raise
             finally:
                 del self._inflight[effect.key]
                 call.done.set()

@@ -207,3 +207,47 @@ def test_call_effect_runs_sync_hooks_in_both_drivers_and_async_hooks_under_asgi(
         return await driver.run(flow(sync_hook)), await driver.run(flow(async_hook))
 
     assert anyio.run(main) == ("user-alice", "async-alice")
+
+
+def test_shared_waiters_get_an_error_when_the_leader_is_cancelled() -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(10)
+        return httpx.Response(200)
+
+    def leader_flow() -> Flow[int]:
+        response = yield from send(
+            httpx.Request("GET", "https://idp.test/x"), max_bytes=100, total_timeout=30
+        )
+        return response.status_code
+
+    def flow() -> Flow[int]:
+        value = yield Shared("k", leader_flow)
+        return value  # type: ignore[no-any-return]
+
+    async def main() -> list[object]:
+        driver = AsyncDriver(httpx.AsyncClient(transport=httpx.MockTransport(slow)))
+        outcomes: list[object] = []
+
+        async def waiter() -> None:
+            try:
+                outcomes.append(await driver.run(flow()))
+            except TransportFailure as exc:
+                outcomes.append(exc)
+
+        scopes: list[anyio.CancelScope] = []
+
+        async def leader() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                await driver.run(flow())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader)
+            await anyio.sleep(0.05)
+            tg.start_soon(waiter)
+            await anyio.sleep(0.05)
+            scopes[0].cancel()
+        return outcomes
+
+    outcomes = anyio.run(main)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], TransportFailure)

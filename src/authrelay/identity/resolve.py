@@ -14,8 +14,9 @@ cookie is anonymous and the cookie is cleared; oversized headers → 431.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._io import Flow
 from ..errors import (
@@ -29,7 +30,7 @@ from ..principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from .cookies import find_cookie
 from .session import CookieState, SessionManager, SessionRecord
 
-__all__ = ["IdentityResolver", "Resolution"]
+__all__ = ["ANONYMOUS_RESOLUTION", "IdentityResolver", "Resolution"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 _MAX_AUTHORIZATION = 16 * 1024
@@ -45,6 +46,9 @@ class BearerCheck(Protocol):
     def verify(self, token: str) -> Flow[tuple[Principal, Credentials]]:
         """Full verification as a flow."""
 
+    def metadata(self) -> Flow[Mapping[str, Any]]:
+        """The issuer's validated discovery document (token endpoint for services)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
@@ -56,7 +60,8 @@ class Resolution:
     error: AuthRelayError | None = None
 
 
-_ANONYMOUS = Resolution()
+ANONYMOUS_RESOLUTION = _ANONYMOUS = Resolution()
+"""The answer for a request without credentials (shared; a :class:`Resolution` is frozen)."""
 
 
 class IdentityResolver:
