@@ -31,13 +31,17 @@ from .errors import (
 )
 from .principal import Credentials, Principal
 from .relay import Relay
-from .services import Services
+from .services import AsyncServiceClient, CallOptions, ServiceClient, Services, SyncServiceClient
 from .settings import Settings
+from .tokens import AccessToken, TokenEndpointUnavailable, UserTokenSource
 
 __all__ = [
+    "AccessToken",
+    "AsyncServiceClient",
     "AuthRelayError",
     "AuthRelayMiddleware",
     "AuthenticationError",
+    "CallOptions",
     "CallbackError",
     "ConfigurationError",
     "ConsentRequired",
@@ -54,12 +58,16 @@ __all__ = [
     "ReauthorizationRequired",
     "Relay",
     "RequestTooLarge",
+    "ServiceClient",
     "Services",
     "Settings",
+    "SyncServiceClient",
+    "TokenEndpointUnavailable",
     "TokenStoreUnavailable",
     "UnknownService",
     "UpstreamError",
     "UpstreamTimeout",
+    "UserTokenSource",
 ]
 
 __version__ = "0.1.0"
