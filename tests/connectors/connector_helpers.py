@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -121,13 +122,17 @@ def run_app(
     *,
     wsgi: bool = False,
     clock: Callable[[], float] | None = None,
+    transport: httpx.BaseTransport | None = None,
     **settings_extra: Any,
 ) -> Iterator[Running]:
-    """Serve the echo app behind authrelay on a loopback port."""
+    """Serve the echo app behind authrelay on a loopback port.
+
+    ``transport`` carries the relay's sync traffic to the provider (see :class:`Intercept`).
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = app_settings(idp.issuer, base, **settings_extra)
-    relay = Relay(settings, clock=clock) if clock else Relay(settings)
+    relay = Relay(settings, clock=clock or time.time, idp_sync_transport=transport)
     if wsgi:
         from authrelay.wsgi import AuthRelayWSGIMiddleware
 
@@ -152,8 +157,6 @@ def refresh_count(idp: IdentityProvider, expected: int) -> int:
     The provider counts a request after its answer is sent, so a client can be a moment
     ahead of the counter; this waits for the count instead of racing it.
     """
-    import time
-
     deadline = time.monotonic() + 5
     while True:
         count = idp.counters.count(endpoint="token", grant_type="refresh_token")
@@ -178,3 +181,37 @@ async def async_app_user_id(profile: Any, connector: str) -> str:
     """An async ``on_sign_in`` (ASGI only)."""
     SIGN_INS.append((profile.sub, connector))
     return f"async-user-{profile.sub}"
+
+
+class Intercept(httpx.BaseTransport):
+    """Real HTTP to the provider, with a test's hands on refresh-grant requests.
+
+    ``before(request, n)`` runs before the n-th refresh request goes out (another worker
+    acting meanwhile); ``after(request, response, n)`` may replace its answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        before: Callable[[httpx.Request, int], None] | None = None,
+        after: Callable[[httpx.Request, httpx.Response, int], httpx.Response] | None = None,
+    ) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.before = before
+        self.after = after
+        self.refreshes = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        refresh = b"grant_type=refresh_token" in request.content
+        if refresh:
+            self.refreshes += 1
+            if self.before is not None:
+                self.before(request, self.refreshes)
+        response = self.inner.handle_request(request)
+        if refresh and self.after is not None:
+            response.read()
+            return self.after(request, response, self.refreshes)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()

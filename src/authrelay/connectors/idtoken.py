@@ -11,7 +11,8 @@ connector's one allowed algorithm (ID-04; ``none`` and HMAC never), then every c
 - ``nonce`` present and equal to the one stored with the state (ID-06);
 - ``at_hash``/``c_hash`` with the hash of the token's own ``alg``; an algorithm without
   a known hash is rejected (fail closed, ID-08);
-- ``auth_time`` when ``max_age`` was requested (ID-09);
+- ``auth_time`` when ``max_age`` was requested, ``acr`` one of ``acr_values`` when it
+  was requested as an Essential Claim (ID-09);
 - UserInfo ``sub`` equal to the ID token's (ID-10), the access token sent in the
   ``Authorization`` header;
 - on refresh, the new ID token keeps ``iss``, ``sub``, ``aud`` and ``azp`` (RT-05).
@@ -87,6 +88,7 @@ def validate_id_token(
     access_token: str | None = None,
     code: str | None = None,
     max_age: int | None = None,
+    acr_values: tuple[str, ...] = (),
 ) -> Flow[dict[str, Any]]:
     """Verify and validate an ID token; return its claims. ``nonce=None`` only on refresh."""
     if endpoints.jwks_uri is None:
@@ -136,6 +138,10 @@ def validate_id_token(
             raise _invalid("auth_time_missing")
         if auth_time + max_age + settings.leeway < now:
             raise _invalid("auth_time_too_old")
+    if acr_values:  # ID-09: acr was an Essential Claim (OIDC Core §5.5.1.1)
+        acr = claims.get("acr")
+        if not isinstance(acr, str) or acr not in acr_values:
+            raise _invalid("acr")
     return claims
 
 

@@ -25,6 +25,7 @@ the transaction cookie, and leaves the session as it was.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -142,6 +143,9 @@ class LoginFlows:
             user=principal.subject if connect else None,
             session_id=principal.session_id if connect else None,
             max_age=connector.settings.max_age,
+            acr_values=tuple(connector.settings.acr_values)
+            if connector.settings.acr_essential
+            else (),
         )
         yield from self.store.put_transaction(state, tx, ttl=TRANSACTION_TTL)
         params: dict[str, str] = dict(connector.settings.authorize_params)
@@ -158,6 +162,12 @@ class LoginFlows:
             params["nonce"] = nonce  # ID-06
             if connector.settings.max_age is not None:
                 params["max_age"] = str(connector.settings.max_age)
+            acr_values = connector.settings.acr_values
+            if acr_values:
+                params["acr_values"] = " ".join(acr_values)
+            if connector.settings.acr_essential:  # OIDC Core §5.5.1.1
+                claims = {"id_token": {"acr": {"essential": True, "values": acr_values}}}
+                params["claims"] = json.dumps(claims, separators=(",", ":"))
         separator = "&" if "?" in endpoints.authorization else "?"
         response = redirect(endpoints.authorization + separator + urlencode(params), 302)
         response.set_cookie(self._tx_cookie(state, binding, TRANSACTION_TTL))
@@ -257,6 +267,7 @@ class LoginFlows:
                 nonce=tx.nonce,
                 access_token=tokens.access_token,
                 max_age=tx.max_age,
+                acr_values=tx.acr_values,
             )
             if endpoints.userinfo and connector.settings.fetch_userinfo:
                 info = yield from fetch_userinfo(connector, endpoints.userinfo, tokens.access_token)

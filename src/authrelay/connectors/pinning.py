@@ -11,21 +11,30 @@ further): a pin never resurrects tokens or overwrites a newer set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 
-from .._io import Flow
+from .._io import Flow, Sleep
 from ..errors import TokenStoreUnavailable
 from ..stores.tokens import StoredTokens, TokenStore
 from .connector import Connector
 
-__all__ = ["UNWRITTEN", "PinnedTokens"]
+__all__ = ["PERSIST_ATTEMPTS", "UNWRITTEN", "PinnedTokens"]
 
 logger = logging.getLogger("authrelay.connectors.tokens")
 
 UNWRITTEN = -1
 """The version of a set read from a pin: no stored record has it, so a compare-and-set
 against it never matches and the writer knows to pin again."""
+
+
+PERSIST_ATTEMPTS = 20
+"""Background writes of a pinned set (backoff 0.5 s doubling to 60 s: about 14 minutes);
+after that the next read for the pair tries again."""
+_FIRST_BACKOFF = 0.5
+_MAX_BACKOFF = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,8 @@ class PinnedTokens:
     def __init__(self, store: TokenStore) -> None:
         self.store = store
         self._pins: dict[tuple[str, str], _Pin] = {}
+        self._writers: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"PinnedTokens(pinned={len(self._pins)})"
@@ -51,14 +62,42 @@ class PinnedTokens:
     def __contains__(self, key: object) -> bool:
         return key in self._pins
 
-    def pin(self, user: str, tokens: StoredTokens, *, base: str | None) -> None:
-        """Keep ``tokens`` until written; ``base`` is the refresh token it replaced."""
+    def pin(self, user: str, tokens: StoredTokens, *, base: str | None) -> bool:
+        """Keep ``tokens`` until written; ``base`` is the refresh token it replaced.
+
+        True when no background writer runs for the pair yet: the caller starts one
+        with :meth:`persist_later`.
+        """
         key = (user, tokens.connector)
         previous = self._pins.get(key)
         # Refreshed from a pin: the store still holds what the first pin replaced.
         replaces = previous.replaces if previous is not None else base
         self._pins[key] = _Pin(tokens, replaces)
         logger.error("refresh_write_failed connector=%s; pinned in process", tokens.connector)
+        with self._lock:
+            if key in self._writers:
+                return False
+            self._writers.add(key)
+        return True
+
+    def persist_later(self, user: str, connector: Connector) -> Flow[None]:
+        """Write the pinned set with backoff until it is persisted or dropped (ST-09)."""
+        key = (user, connector.name)
+        delay = _FIRST_BACKOFF
+        try:
+            for _ in range(PERSIST_ATTEMPTS):
+                yield Sleep(delay)
+                if key not in self._pins:
+                    return
+                with contextlib.suppress(TokenStoreUnavailable):  # still down: back off
+                    yield from self.persist(user, connector)
+                if key not in self._pins:
+                    return
+                delay = min(delay * 2, _MAX_BACKOFF)
+            logger.error("pinned_tokens_unwritten connector=%s; next use retries", connector.name)
+        finally:
+            with self._lock:
+                self._writers.discard(key)
 
     def _unpin(self, key: tuple[str, str], pin: _Pin) -> None:
         if self._pins.get(key) is pin:

@@ -37,8 +37,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .._io import Flow, Shared
+from .._io import Call, Flow, Shared
 from ..errors import (
+    CallbackError,
     ConsentRequired,
     ReauthorizationRequired,
     TokenStoreUnavailable,
@@ -234,10 +235,15 @@ class ConnectorTokenSource:
         now = self._clock()
         id_claims = dict(record.id_claims)
         if response.id_token is not None and connector.kind == "oidc":
-            claims = yield from validate_id_token(
-                connector, endpoints, response.id_token, now=now, nonce=None
-            )
-            if not same_identity(record.id_claims, claims):  # RT-05
+            # RT-05 (OIDC Core §12.2): a bad or foreign ID token discards the whole
+            # response; the stored set stays as it was.
+            try:
+                claims = yield from validate_id_token(
+                    connector, endpoints, response.id_token, now=now, nonce=None
+                )
+            except CallbackError:
+                raise UpstreamError("the refreshed ID token is not valid", connector=name) from None
+            if not same_identity(record.id_claims, claims):
                 logger.error("refresh_id_token_mismatch connector=%s", name)
                 raise UpstreamError("the refreshed ID token names someone else", connector=name)
         updated = replace(
@@ -255,8 +261,13 @@ class ConnectorTokenSource:
         except TokenStoreUnavailable:
             written = UNWRITTEN
         if version == UNWRITTEN or written == UNWRITTEN:
-            # ST-09: the provider spent the old refresh token; keep the new set.
-            self.pins.pin(user, updated, base=record.refresh_token)
+            # ST-09: the provider spent the old refresh token; keep the new set and write
+            # it after the response, while this request goes on with it.
+            if self.pins.pin(user, updated, base=record.refresh_token):
+                yield Call(
+                    self.registry.background.start,
+                    ("persist-tokens", lambda: self.pins.persist_later(user, connector)),
+                )
         elif written is None:
             # Changed or deleted while the lock was held (logout, ST-10): not resurrected.
             logger.warning("refresh_write_conflict connector=%s", name)

@@ -54,6 +54,11 @@ class ConnectorSettings(Section):
     """Extra ``aud`` values an ID token may carry besides ``client_id`` (ID-02)."""
     max_age: Annotated[int, Field(ge=0)] | None = None
     """OIDC ``max_age``: sent, and ``auth_time`` checked against it (ID-09)."""
+    acr_values: list[str] = []
+    """OIDC ``acr_values`` sent with the authorization request (OIDC Core §3.1.2.1)."""
+    acr_essential: bool = False
+    """Ask for ``acr`` as an Essential Claim with ``acr_values`` (OIDC Core §5.5.1.1) and
+    refuse an ID token whose ``acr`` is not one of them (ID-09)."""
     iat_max_age: Annotated[int, Field(gt=0)] = 600
     """How old an ID token's ``iat`` may be at the callback, in seconds (ID-05)."""
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
@@ -78,6 +83,8 @@ class ConnectorSettings(Section):
                 f"id_token_signed_response_alg {alg!r} is not accepted: ID tokens must be "
                 "signed with an asymmetric key from the provider's JWKS (ID-04)"
             )
+        if self.acr_essential and not self.acr_values:
+            raise ValueError("acr_essential needs acr_values")
         if self.token_endpoint_auth_method == "private_key_jwt":
             raise ValueError("private_key_jwt is not supported for connectors yet")
         if self.token_endpoint_auth_method != "none" and self.client_secret is None:

@@ -151,6 +151,8 @@ class Transaction:
     user: str | None = None
     session_id: str | None = field(default=None, repr=False)
     max_age: int | None = None
+    acr_values: tuple[str, ...] = ()
+    """Non-empty when ``acr`` was asked for as an Essential Claim (ID-09)."""
 
     def to_json(self) -> bytes:
         """Serialize for sealing."""
@@ -169,6 +171,7 @@ class Transaction:
                 "u": self.user,
                 "sid": self.session_id,
                 "ma": self.max_age,
+                "acr": list(self.acr_values),
             },
             separators=(",", ":"),
         ).encode()
@@ -193,6 +196,7 @@ class Transaction:
             user=d.get("u"),
             session_id=d.get("sid"),
             max_age=d.get("ma"),
+            acr_values=tuple(str(v) for v in d.get("acr") or ()),
         )
 
 
