@@ -34,6 +34,7 @@ from ..errors import ConfigurationError, UpstreamError, UpstreamTimeout
 from ..identity.discovery import Discovery, UnsafeEndpoint, check_endpoint_url
 from ..identity.jwks import JwksCache
 from ..identity.jwt import check_algorithms
+from ..observability import Stats
 from ..settings import ConnectorSettings, HttpSettings
 from .metadata import ConnectorMetadata
 from .presets import MICROSOFT_MULTI_TENANT, PRESETS, STANDARD_METADATA, Preset, map_fields
@@ -95,8 +96,10 @@ class Connector:
         *,
         http: HttpSettings,
         clock: Clock = time.time,
+        metrics: Stats | None = None,
     ) -> None:
         self.name = name
+        self.metrics = metrics
         self.settings = settings
         self.http = http
         self._clock = clock
@@ -263,6 +266,8 @@ class Connector:
         attempts = 2 if retry else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            if self.metrics is not None:
+                self.metrics.incr("token_endpoint_calls", target=self.name, flow="connector")
             try:
                 response = yield from _io.send(
                     self.token_request(url, data),

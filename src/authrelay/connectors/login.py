@@ -87,6 +87,7 @@ class LoginFlows:
         self.sessions = relay.sessions
         self.store = registry.store
         self._clock = relay.clock
+        self.metrics = relay.metrics
         self._cookie_base = self.sessions.cookie_name
         secure = "" if self.settings.session.dev_insecure_cookies else "; Secure"
         self._tx_attributes = f"Path=/; HttpOnly; SameSite=Lax{secure}"
@@ -184,10 +185,12 @@ class LoginFlows:
         try:
             response = yield from self._callback(connector, request, state)
         except AuthRelayError as exc:
+            code = exc.code if isinstance(exc, CallbackError) else exc.error
+            self.metrics.incr("failures", target=connector.name, flow=code)
             if isinstance(exc, CallbackError):
-                logger.info("callback_failed connector=%s error=%s", connector.name, exc.code)
+                logger.info("callback_failed connector=%s error=%s", connector.name, code)
             else:
-                logger.warning("callback_failed connector=%s error=%s", connector.name, exc.error)
+                logger.warning("callback_failed connector=%s error=%s", connector.name, code)
             response = error_response(exc, accept=request.headers.get("accept"))
             if ("referrer-policy", "no-referrer") not in response.headers:
                 response.headers.append(("referrer-policy", "no-referrer"))
@@ -334,6 +337,7 @@ class LoginFlows:
         )
         old = request.identity.principal.session_id
         cookie: str = yield from self.sessions.create(record, replaces=old)  # SE-04
+        self.metrics.incr("sign_ins", target=connector.name, flow="connector")
         logger.info("sign_in connector=%s", connector.name)
         return cookie
 

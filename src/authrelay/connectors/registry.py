@@ -61,7 +61,11 @@ class ConnectorRegistry:
         for name, config in settings.connectors.items():
             try:
                 connectors[name] = Connector(
-                    name, guard_config(name, config), http=settings.http, clock=relay.clock
+                    name,
+                    guard_config(name, config),
+                    http=settings.http,
+                    clock=relay.clock,
+                    metrics=relay.metrics,
                 )
             except ConfigurationError as exc:
                 problems.extend(exc.problems)
@@ -192,7 +196,13 @@ class ConnectorRegistry:
             **{k: overrides[k] for k in ("logo", "logo_dark", "target", "name") if k in overrides},
         }
         settings = guard_config(name, merged)
-        connector = Connector(name, settings, http=self.relay.settings.http, clock=self.relay.clock)
+        connector = Connector(
+            name,
+            settings,
+            http=self.relay.settings.http,
+            clock=self.relay.clock,
+            metrics=self.relay.metrics,
+        )
         others = [c for n, c in self.connectors.items() if n != name]
         problems = check_rules(_entry(c) for c in [*others, connector])
         if problems:

@@ -33,12 +33,14 @@ Defends against (SECURITY §7, §14; DESIGN lessons on rotation races):
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .._io import Call, Flow, Shared
 from ..errors import (
+    AuthRelayError,
     CallbackError,
     ConsentRequired,
     ReauthorizationRequired,
@@ -85,6 +87,7 @@ class ConnectorTokenSource:
         self._clock = registry.relay.clock
         self._prefix = registry.relay.settings.routes.prefix
         self.lock_ttl = lock_ttl(registry.relay.settings.http)
+        self.metrics = registry.relay.metrics
         self.pins = PinnedTokens(self.store)
 
     def __repr__(self) -> str:
@@ -177,10 +180,14 @@ class ConnectorTokenSource:
                 wait=self.lock_ttl + LOCK_MARGIN,
             )
         except TokenStoreUnavailable as exc:
+            self.metrics.incr("failures", target=name, flow=exc.error)
             # The store is down, or another worker held the lock past the whole budget.
             raise TokenStoreUnavailable(
                 exc.description, connector=name, retry_after=exc.retry_after or 1
             ) from None
+        except AuthRelayError as exc:
+            self.metrics.incr("failures", target=name, flow=exc.error)
+            raise
         return token
 
     def _refresh_locked(self, connector: Connector, user: str) -> Flow[AccessToken]:
@@ -189,6 +196,7 @@ class ConnectorTokenSource:
         record, version = yield from self.pins.load(user, connector)
         if record is None or record.status != "active" or record.refresh_token is None:
             raise self._reauth(name, "connect this account to use this service")
+        started = time.perf_counter()
         endpoints = yield from connector.endpoints()
         refresh_token = record.refresh_token
         for attempt in range(2):
@@ -256,6 +264,8 @@ class ConnectorTokenSource:
             id_claims=id_claims,
             updated_at=now,
         )
+        self.metrics.incr("refreshes", target=name, flow="connector")
+        self.metrics.observe("refresh", time.perf_counter() - started, target=name)
         try:
             written = yield from self.store.save_tokens(user, updated, expected_version=version)
         except TokenStoreUnavailable:
