@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .errors import AuthRelayError
-from .identity.resolve import Resolution
+from .identity.resolve import ANONYMOUS_RESOLUTION, Resolution
+from .principal import ANONYMOUS, NO_CREDENTIALS
 from .relay import Relay
 from .responses import Response, error_response, json_response
 from .routing import AuthRequest
@@ -54,6 +55,11 @@ class AuthRelayMiddleware:
         self._services = relay.services
         self._prefix = relay.prefix
         self._prefix_slash = relay.prefix + "/"
+        # Built once: the anonymous caller's Services binds no one, so every anonymous
+        # request can share it (the clients it makes hold no request state).
+        self._anonymous_services = relay.services.for_request(
+            ANONYMOUS, NO_CREDENTIALS, asynchronous=True
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -62,20 +68,44 @@ class AuthRelayMiddleware:
                 receive = self._watch_lifespan(receive)
             await self.app(scope, receive, send)
             return
-        authorization: list[str] = []
+        authorization: list[str] | None = None
         cookie: str | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                authorization.append(value.decode("latin-1"))
+                if authorization is None:
+                    authorization = [value.decode("latin-1")]
+                else:
+                    authorization.append(value.decode("latin-1"))
             elif name == b"cookie":
                 text = value.decode("latin-1")
                 cookie = text if cookie is None else f"{cookie}; {text}"
-        query = scope.get("query_string", b"")
-        resolution = self._identity.fast(authorization, cookie, query)
-        if resolution is None:
-            resolution = await self.relay.async_driver.run(
-                self._identity.resolve(authorization, cookie, query)
-            )
+        if authorization is None and cookie is None:
+            if kind != "http" or not scope["path"].startswith(self._prefix):
+                # The common case: anonymous, not a connector route, nothing to set.
+                state = scope.get("state")
+                if state is None:
+                    scope["state"] = {"services": self._anonymous_services}
+                else:
+                    state["services"] = self._anonymous_services
+                scope["user"] = ANONYMOUS
+                scope["auth"] = NO_CREDENTIALS
+                scope["authrelay"] = self.relay
+                try:
+                    await self.app(scope, receive, send)
+                except AuthRelayError as exc:
+                    await self._app_error(scope, send, exc)
+                return
+            resolution = ANONYMOUS_RESOLUTION  # what ``fast`` answers, without the call
+        else:
+            query = scope.get("query_string", b"")
+            if authorization is None:
+                authorization = []
+            found = self._identity.fast(authorization, cookie, query)
+            if found is None:
+                found = await self.relay.async_driver.run(
+                    self._identity.resolve(authorization, cookie, query)
+                )
+            resolution = found
         path: str = scope["path"]
         if kind == "http" and (path == self._prefix or path.startswith(self._prefix_slash)):
             await self._route(scope, receive, send, resolution)
@@ -83,14 +113,19 @@ class AuthRelayMiddleware:
         if resolution.error is not None:
             await self._reject(scope, send, resolution.error)
             return
-        scope["user"] = resolution.principal
-        scope["auth"] = resolution.credentials
+        principal = resolution.principal
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        state["services"] = self._services.for_request(
-            resolution.principal, resolution.credentials, asynchronous=True
-        )
+        scope["user"] = principal
+        if principal is ANONYMOUS:
+            scope["auth"] = NO_CREDENTIALS
+            state["services"] = self._anonymous_services
+        else:
+            scope["auth"] = resolution.credentials
+            state["services"] = self._services.for_request(
+                principal, resolution.credentials, asynchronous=True
+            )
         scope["authrelay"] = self.relay
         set_cookie = resolution.set_cookie
         if set_cookie is not None:
@@ -98,13 +133,16 @@ class AuthRelayMiddleware:
         try:
             await self.app(scope, receive, send)
         except AuthRelayError as exc:
-            if kind != "http":
-                raise
-            try:
-                await self._reject(scope, send, exc)
-            except Exception:
-                # The response had started: the server refuses a second start.
-                raise exc from None
+            await self._app_error(scope, send, exc)
+
+    async def _app_error(self, scope: Scope, send: Send, exc: AuthRelayError) -> None:
+        if scope["type"] != "http":
+            raise exc
+        try:
+            await self._reject(scope, send, exc)
+        except Exception:
+            # The response had started: the server refuses a second start.
+            raise exc from None
 
     async def _reject(self, scope: Scope, send: Send, error: AuthRelayError) -> None:
         if scope["type"] == "websocket":

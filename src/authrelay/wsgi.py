@@ -17,7 +17,8 @@ from typing import Any
 
 from ._types import Environ, StartResponse, WSGIApp
 from .errors import AuthRelayError
-from .identity.resolve import Resolution
+from .identity.resolve import ANONYMOUS_RESOLUTION, Resolution
+from .principal import ANONYMOUS, NO_CREDENTIALS
 from .relay import Relay
 from .responses import Response, error_response, json_response
 from .routing import AuthRequest
@@ -72,37 +73,76 @@ class AuthRelayWSGIMiddleware:
         self._services = relay.services
         self._prefix = relay.prefix
         self._prefix_slash = relay.prefix + "/"
+        # The anonymous caller's keys, built once: its Services binds no one, so every
+        # anonymous request can share it (the clients it makes hold no request state).
+        self._anonymous_keys = {
+            "authrelay.principal": ANONYMOUS,
+            "authrelay.credentials": NO_CREDENTIALS,
+            "authrelay.services": relay.services.for_request(
+                ANONYMOUS, NO_CREDENTIALS, asynchronous=False
+            ),
+            "authrelay.relay": relay,
+        }
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        # The common case first: no credentials and not a connector route. This path is
+        # what ``_handle`` would do for it, minus the calls (anonymous, nothing to set).
+        if (
+            "HTTP_AUTHORIZATION" not in environ
+            and "HTTP_COOKIE" not in environ
+            and not environ.get("PATH_INFO", "/").startswith(self._prefix)
+        ):
+            environ.update(self._anonymous_keys)
+            try:
+                return self.app(environ, start_response)
+            except AuthRelayError as exc:
+                return self._app_error(environ, start_response, exc)
+        return self._handle(environ, start_response)
+
+    def _handle(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         authorization = environ.get("HTTP_AUTHORIZATION")
         cookie = environ.get("HTTP_COOKIE")
-        # WSGI folds repeated headers into one with ", ": two bearer tokens show as a comma.
-        authz = [] if authorization is None else _split_authorization(authorization)
-        query = environ.get("QUERY_STRING", "").encode("latin-1")
-        resolution = self._identity.fast(authz, cookie, query)
-        if resolution is None:
-            resolution = self.relay.sync_driver.run(self._identity.resolve(authz, cookie, query))
+        if authorization is None and cookie is None:
+            resolution = ANONYMOUS_RESOLUTION  # what ``fast`` answers, without the call
+        else:
+            # WSGI folds repeated headers into one with ", ": two tokens show as a comma.
+            authz = [] if authorization is None else _split_authorization(authorization)
+            query = environ.get("QUERY_STRING", "").encode("latin-1")
+            identity = self._identity
+            found = identity.fast(authz, cookie, query)
+            if found is None:
+                found = self.relay.sync_driver.run(identity.resolve(authz, cookie, query))
+            resolution = found
         path = environ.get("PATH_INFO", "/")
         if path == self._prefix or path.startswith(self._prefix_slash):
             return render(self._route(environ, path, resolution), start_response)
         if resolution.error is not None:
             return render(self._error(environ, resolution.error), start_response)
-        environ["authrelay.principal"] = resolution.principal
-        environ["authrelay.credentials"] = resolution.credentials
-        environ["authrelay.services"] = self._services.for_request(
-            resolution.principal, resolution.credentials, asynchronous=False
-        )
-        environ["authrelay.relay"] = self.relay
+        principal = resolution.principal
+        if principal is ANONYMOUS:
+            environ.update(self._anonymous_keys)
+        else:
+            environ["authrelay.principal"] = principal
+            environ["authrelay.credentials"] = resolution.credentials
+            environ["authrelay.services"] = self._services.for_request(
+                principal, resolution.credentials, asynchronous=False
+            )
+            environ["authrelay.relay"] = self.relay
         set_cookie = resolution.set_cookie
         if set_cookie is not None:
             start_response = _adding_cookie(start_response, set_cookie)
         try:
             return self.app(environ, start_response)
         except AuthRelayError as exc:
-            # PEP 3333: with exc_info, a server that already sent headers re-raises.
-            response = self._error(environ, exc)
-            start_response(_status_line(response.status), response.headers, sys.exc_info())
-            return [response.body]
+            return self._app_error(environ, start_response, exc)
+
+    def _app_error(
+        self, environ: Environ, start_response: StartResponse, exc: AuthRelayError
+    ) -> list[bytes]:
+        # PEP 3333: with exc_info, a server that already sent headers re-raises.
+        response = self._error(environ, exc)
+        start_response(_status_line(response.status), response.headers, sys.exc_info())
+        return [response.body]
 
     def _error(self, environ: Environ, error: AuthRelayError) -> Response:
         return error_response(
