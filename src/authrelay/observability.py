@@ -12,11 +12,11 @@ import logging
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-__all__ = ["RedactingFilter", "Stats", "install_redaction", "span"]
+__all__ = ["LazyCounters", "RedactingFilter", "Stats", "install_redaction", "span"]
 
 _PATTERNS = (
     # JWS / JWE compact serializations
@@ -76,8 +76,18 @@ def install_redaction() -> None:
             logger.addFilter(_FILTER)
 
 
+LazyCounters = Callable[[], Iterable[tuple[str, str, str, int]]]
+"""A source of ``(name, target, flow, value)`` counters read only when stats are read."""
+
+
 class Stats:
-    """Thread-safe counters and latency sums, labelled by service/connector and flow."""
+    """Thread-safe counters and latency sums, labelled by service/connector and flow.
+
+    Hot paths that must not take a lock (a warm token-cache hit) keep a plain integer of
+    their own and :meth:`register` a source that reports it; such counters are folded
+    in when the stats are read. They may miss an increment under heavy thread contention
+    (an unlocked ``+=``), which a counter meant for dashboards can afford.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -85,6 +95,31 @@ class Stats:
         self._latency: defaultdict[tuple[str, str], list[float]] = defaultdict(
             lambda: [0, 0.0, 0.0]
         )
+        self._sources: list[LazyCounters] = []
+        self._baseline: dict[tuple[str, str, str], int] = {}
+
+    def register(self, source: LazyCounters) -> None:
+        """Fold the counters ``source()`` reports into every read (:meth:`snapshot`, ...)."""
+        with self._lock:
+            if source not in self._sources:
+                self._sources.append(source)
+
+    def _lazy(self) -> dict[tuple[str, str, str], int]:
+        found: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        for source in list(self._sources):
+            for name, target, flow, value in source():
+                found[(name, target, flow)] += value
+        return {
+            labels: value - self._baseline.get(labels, 0)
+            for labels, value in found.items()
+            if value - self._baseline.get(labels, 0)
+        }
+
+    def _merged(self) -> dict[tuple[str, str, str], int]:
+        merged = dict(self._counters)
+        for labels, value in self._lazy().items():
+            merged[labels] = merged.get(labels, 0) + value
+        return merged
 
     def incr(self, name: str, *, target: str = "", flow: str = "", by: int = 1) -> None:
         """Add ``by`` to counter ``name`` for ``target`` (a service or connector) and ``flow``."""
@@ -104,7 +139,7 @@ class Stats:
         with self._lock:
             return sum(
                 value
-                for (n, t, f), value in self._counters.items()
+                for (n, t, f), value in self._merged().items()
                 if n == name and (target is None or t == target) and (flow is None or f == flow)
             )
 
@@ -113,7 +148,7 @@ class Stats:
         with self._lock:
             counters = [
                 {"name": n, "target": t, "flow": f, "value": v}
-                for (n, t, f), v in sorted(self._counters.items())
+                for (n, t, f), v in sorted(self._merged().items())
             ]
             latency = [
                 {
@@ -130,6 +165,11 @@ class Stats:
     def reset(self) -> None:
         """Forget everything."""
         with self._lock:
+            baseline: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+            for source in list(self._sources):
+                for name, target, flow, value in source():
+                    baseline[(name, target, flow)] += value
+            self._baseline = dict(baseline)
             self._counters.clear()
             self._latency.clear()
 

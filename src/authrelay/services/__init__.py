@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._crypto import KeyRing
 from .._io import AsyncDriver, SyncDriver
 from ..errors import UnknownService
 from ..principal import Credentials, Principal
+from ..stores.shared_tokens import PURPOSE, SharedTokenStore
 from ..tokens import AccessToken, TokenResponse, UserTokenSource
 from .agents import AgentRuntime
 from .client import AsyncServiceClient, ServiceClient, SyncServiceClient
 from .options import DEFAULT_OPTIONS, CallOptions
 from .runtime import ServiceRuntime
+from .shared import SHARED_FLOWS
 
 if TYPE_CHECKING:
     from ..relay import Relay
@@ -64,6 +67,50 @@ class ServiceRegistry:
         self._driver_lock = threading.Lock()
         self._sync_driver: SyncDriver | None = None
         self._async_driver: AsyncDriver | None = None
+        self.shared = _shared_store(relay, self.runtimes.values())
+        self._origins: dict[str, list[tuple[ServiceRuntime, Hashable]]] = {}
+        self._origins_lock = threading.Lock()
+        self._origins_cap = max(1024, sum(s.cache_size for s in settings.services.values()))
+        relay.metrics.register(self._lazy_counters)
+
+    def _lazy_counters(self) -> Iterator[tuple[str, str, str, int]]:
+        for runtime in self.runtimes.values():
+            if runtime.hits:
+                yield "cache_hits", runtime.name, runtime.flow, runtime.hits
+
+    def remember(self, record: str, runtime: ServiceRuntime, key: Hashable) -> None:
+        """Note that ``runtime.cache[key]`` came from the shared record ``record``."""
+        with self._origins_lock:
+            origins = self._origins
+            if len(origins) >= self._origins_cap:
+                for name, holders in list(origins.items()):
+                    holders[:] = [(r, k) for r, k in holders if k in r.cache.entries]
+                    if not holders:
+                        del origins[name]
+                if len(origins) >= self._origins_cap:
+                    origins.clear()  # entries not listed only age out by their TTL
+            holders = origins.setdefault(record, [])
+            if (runtime, key) not in holders:
+                holders.append((runtime, key))
+
+    def forget(self, key: str | None) -> None:
+        """Drop in-process tokens backed by the shared record ``key`` (None: every token).
+
+        The relay calls this when another process changed or deleted a record (Redis
+        invalidation); keys of other records are ignored.
+        """
+        if key is None:
+            with self._origins_lock:
+                self._origins.clear()
+            for runtime in self.runtimes.values():
+                runtime.cache.clear()
+            return
+        if self.shared is None or not self.shared.owns(key):
+            return
+        with self._origins_lock:
+            holders = self._origins.pop(key, [])
+        for runtime, cache_key in holders:
+            runtime.cache.discard(cache_key)
 
     @property
     def sync_driver(self) -> SyncDriver:
@@ -150,6 +197,19 @@ class ServiceRegistry:
         driver, self._sync_driver = self._sync_driver, None
         if driver is not None and driver is not getattr(self.relay, "_sync_driver", None):
             driver.client.close()
+
+
+def _shared_store(relay: Relay, runtimes: Iterable[ServiceRuntime]) -> SharedTokenStore | None:
+    """The shared token records when the store is shared and a service can use them."""
+    store = relay.settings.store
+    if store.url.startswith("memory://"):
+        return None  # one process: the in-process cache and ``Shared`` are enough
+    if not any(runtime.flow in SHARED_FLOWS for runtime in runtimes):
+        return None
+    secrets = [key.get_secret_value().encode() for key in relay.settings.secret_keys]
+    if not secrets:  # settings refuse a shared store without keys (ST-02)
+        return None
+    return SharedTokenStore(KeyRing(secrets, PURPOSE), prefix=store.key_prefix, clock=relay.clock)
 
 
 class Services:

@@ -13,12 +13,21 @@ Rules (each checked by the tests):
 4. The caller's token is forwarded only by ``forward`` services, only from a verified
    bearer caller (never a session), and only when its ``aud`` names the service's
    audience (FW-01).
+5. With a shared store (SQLite, Redis), ``client_credentials``, ``token_exchange`` and
+   ``on_behalf_of`` tokens go through the store after the in-process single-flight
+   (:mod:`.shared`): one token request across processes. A store failure is a 503
+   (``TokenStoreUnavailable``) unless this process still holds an unexpired token.
+6. Counters (``relay.metrics``, target = service, flow = the service's flow): a cache
+   hit is a plain integer on the runtime (no lock on the hot path), folded into the
+   stats when they are read; misses, token-endpoint calls, refreshes (after expiry or a
+   401), store hits and failures (flow label = the error code) go through ``Stats``.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -26,8 +35,10 @@ from urllib.parse import quote
 from .._crypto import fingerprint
 from .._io import Flow, Shared
 from ..errors import (
+    AuthRelayError,
     MissingCredentials,
     ReauthorizationRequired,
+    TokenStoreUnavailable,
     UpstreamError,
 )
 from ..principal import Credentials, Principal
@@ -39,6 +50,7 @@ from ..tokens.grants import (
     token_exchange_form,
 )
 from .options import CallOptions
+from .shared import SHARED_FLOWS, acquire_shared, record_key
 
 if TYPE_CHECKING:
     from .runtime import ServiceRuntime
@@ -62,20 +74,21 @@ def header_flow(
         return runtime.static_header
     if key is None:
         return forward_header(runtime, principal, credentials)
-    force = False
     if stale is not None:
         runtime.cache.discard(key, stale)
         entry = runtime.cache.get(key)
         if entry is not None and entry.header != stale:
+            runtime.hits += 1
             return entry.header
-        force = True
-    if not force:
+    else:
         hit = runtime.cache.get(key)
         if hit is not None:
+            runtime.hits += 1
             return hit.header
+    runtime.registry.relay.metrics.incr("cache_misses", target=runtime.name, flow=runtime.flow)
     shared: CachedToken = yield Shared(
-        ("authrelay.token", runtime.name, key, force),
-        lambda: _acquire_once(runtime, principal, credentials, options, key, force),
+        ("authrelay.token", runtime.name, key, stale is not None),
+        lambda: _acquire_once(runtime, principal, credentials, options, key, stale),
     )
     return shared.header
 
@@ -101,10 +114,10 @@ def _acquire_once(
     credentials: Credentials,
     options: CallOptions,
     key: Hashable,
-    force: bool,
+    stale: str | None,
 ) -> Flow[CachedToken]:
     cache = runtime.cache
-    if not force:
+    if stale is None:
         entry = cache.get(key)
         if entry is not None:
             return entry
@@ -115,11 +128,46 @@ def _acquire_once(
         except TypeError:
             raise failure from None
     flow = runtime.effective_flow(options)
+    metrics = runtime.registry.relay.metrics
+    if stale is not None or key in cache.entries:  # dropped after a 401, or expired
+        metrics.incr("refreshes", target=runtime.name, flow=flow)
+    started = time.perf_counter()
+    force = stale is not None
+    record: str | None = None
+    until: float | None = None
     try:
-        token = yield from _fetch(runtime, flow, principal, credentials, options, force)
-    except UpstreamError as exc:
-        cache.fail(key, exc, runtime.settings.negative_cache_ttl)
+        if runtime.registry.shared is not None and flow in SHARED_FLOWS:
+            record = record_key(runtime, credentials, options, flow)
+            found, fetched = yield from acquire_shared(
+                runtime,
+                record,
+                lambda: _fetch(runtime, flow, principal, credentials, options, force),
+                stale=stale,
+            )
+            token, until = found.token, found.use_until
+            if not fetched:
+                metrics.incr("store_hits", target=runtime.name, flow=flow)
+        else:
+            token = yield from _fetch(runtime, flow, principal, credentials, options, force)
+    except TokenStoreUnavailable as exc:
+        metrics.incr("failures", target=runtime.name, flow=exc.error)
+        metrics.observe("acquire", time.perf_counter() - started, target=runtime.name)
+        live = cache.entries.get(key)
+        if live is not None and live.expires_at > runtime.clock() and live.header != stale:
+            # ST-04: the store is down, but this process still holds an unexpired token.
+            logger.warning("token_store_down_serving_cached service=%s", runtime.name)
+            return live
+        # Not negative-cached: the next request tries the store again.
+        raise TokenStoreUnavailable(
+            "the token store is unavailable", service=runtime.name, retry_after=exc.retry_after or 1
+        ) from None
+    except AuthRelayError as exc:
+        metrics.incr("failures", target=runtime.name, flow=_code(exc))
+        metrics.observe("acquire", time.perf_counter() - started, target=runtime.name)
+        if isinstance(exc, UpstreamError):
+            cache.fail(key, exc, runtime.settings.negative_cache_ttl)
         raise
+    metrics.observe("acquire", time.perf_counter() - started, target=runtime.name)
     logger.debug(
         "token_acquired service=%s flow=%s fingerprint=%s expires_in=%d",
         runtime.name,
@@ -127,7 +175,16 @@ def _acquire_once(
         fingerprint(token.value),
         int(token.expires_at - runtime.clock()),
     )
-    return cache.put(key, token, runtime.header_for(token), runtime.margin)
+    entry = cache.put(key, token, runtime.header_for(token), runtime.margin, until=until)
+    if record is not None:
+        runtime.registry.remember(record, runtime, key)
+    return entry
+
+
+def _code(exc: AuthRelayError) -> str:
+    """The failure's label: the OAuth error code the token endpoint gave, else ours."""
+    oauth_error = getattr(exc, "oauth_error", None)
+    return oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error
 
 
 def _fetch(
@@ -241,7 +298,11 @@ def _post(
 ) -> Flow[Any]:
     endpoint, issuer = yield from token_endpoint(runtime, options)
     settings = runtime.settings
-    http = runtime.registry.relay.settings.http
+    relay = runtime.registry.relay
+    http = relay.settings.http
+    relay.metrics.incr(
+        "token_endpoint_calls", target=runtime.name, flow=runtime.effective_flow(options)
+    )
     response = yield from request_token(
         endpoint,
         form,

@@ -216,8 +216,10 @@ class AsyncServiceClient(_Base):
         key = self._key
         if key is _UNSET:
             key = self._make_key()
+        runtime = self._runtime
         entry = self._cache.get(key)
-        if entry is not None and entry.use_until > self._runtime.clock():
+        if entry is not None and entry.use_until > runtime.clock():
+            runtime.hits += 1
             return entry.header
         return await self._header(None)
 
@@ -278,8 +280,10 @@ class SyncServiceClient(_Base):
         key = self._key
         if key is _UNSET:
             key = self._make_key()
+        runtime = self._runtime
         entry = self._cache.get(key)
-        if entry is not None and entry.use_until > self._runtime.clock():
+        if entry is not None and entry.use_until > runtime.clock():
+            runtime.hits += 1
             return entry.header
         return self._header(None)
 

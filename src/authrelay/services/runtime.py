@@ -71,6 +71,8 @@ class ServiceRuntime:
         self.scopes = tuple(sorted(set(settings.scopes)))
         self.margin = float(settings.expiry_margin)
         self.cache = TokenCache(settings.cache_size, settings.cache_bytes, clock=relay.clock)
+        self.hits = 0
+        """Warm-cache hits, counted without a lock (read through ``relay.metrics``)."""
         self.retry_on_401 = settings.retry_on_401 and settings.flow not in ("api_key", "forward")
         for header in settings.headers:
             if header.lower() in _FORBIDDEN_HEADERS:

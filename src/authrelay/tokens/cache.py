@@ -91,10 +91,24 @@ class TokenCache:
             return entry
         return None
 
-    def put(self, key: Hashable, token: AccessToken, header: str, margin: float) -> CachedToken:
-        """Cache ``token`` for ``key``; return the entry (also when too short-lived to keep)."""
+    def put(
+        self,
+        key: Hashable,
+        token: AccessToken,
+        header: str,
+        margin: float,
+        *,
+        until: float | None = None,
+    ) -> CachedToken:
+        """Cache ``token`` for ``key``; return the entry (also when too short-lived to keep).
+
+        ``until`` is a use-until time decided elsewhere (a token another process acquired
+        and shared through the store); it never extends past the token's expiry.
+        """
         now = self.clock()
-        entry = CachedToken(token, header, use_until(now, token.expires_at, margin))
+        if until is None:
+            until = use_until(now, token.expires_at, margin)
+        entry = CachedToken(token, header, min(until, token.expires_at))
         if entry.use_until <= now or entry.size > self.max_bytes:
             return entry
         with self._lock:

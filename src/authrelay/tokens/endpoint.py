@@ -253,18 +253,22 @@ def token_error(
         context.connector,
     )
     if code == "invalid_grant" and context.user_grant:
-        return ReauthorizationRequired(
+        reauth = ReauthorizationRequired(
             "the identity provider refused the grant; sign in again",
             connector=context.connector,
             login_url=context.login_url,
         )
+        reauth.oauth_error = code  # type: ignore[attr-defined]  # the metrics label
+        return reauth
     if code in _CONSENT_ERRORS:
-        return ConsentRequired(
+        consent = ConsentRequired(
             "the user has not consented to what this call needs",
             connector=context.connector,
             login_url=context.login_url,
             scopes=context.scopes,
         )
+        consent.oauth_error = code  # type: ignore[attr-defined]
+        return consent
     if code == "temporarily_unavailable":
         return TokenEndpointUnavailable(
             "the token endpoint is temporarily unavailable", retry_after=5, oauth_error=code, **up
