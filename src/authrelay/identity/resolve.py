@@ -29,12 +29,15 @@ from ..errors import (
 from ..principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from .cookies import find_cookie
 from .session import CookieState, SessionManager, SessionRecord
+from .tokencache import TokenCache
 
 __all__ = ["ANONYMOUS_RESOLUTION", "IdentityResolver", "Resolution"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 _MAX_AUTHORIZATION = 16 * 1024
 _MAX_COOKIE = 32 * 1024
+_SESSION_ANSWERS = 10_000
+_SESSION_ANSWER_TTL = 10.0
 
 
 class BearerCheck(Protocol):
@@ -71,6 +74,11 @@ class IdentityResolver:
         self.sessions = sessions
         self.bearer = bearer
         self._cookie_name = sessions.cookie_name
+        # Session answers by record key, reused while the record object is the same one
+        # (a logout, a refresh or a cache expiry replaces or drops it, so they never go stale).
+        self._sessions: TokenCache[tuple[SessionRecord, Resolution]] = TokenCache(
+            _SESSION_ANSWERS, clock=sessions.clock
+        )
 
     def bearer_token(self, authorization: list[str], query_string: bytes) -> str | None:
         """The bearer token, None if there is none; raise for malformed ones (BR-01, BR-03)."""
@@ -130,18 +138,17 @@ class IdentityResolver:
         return self._session_resolution(state, record)
 
     def _session_resolution(self, state: CookieState, record: SessionRecord) -> Resolution:
-        principal = Principal(
-            subject=record.subject,
-            kind="session",
-            issuer=record.issuer,
-            claims=record.claims,
-            session_id=state.session_id,
-            connector=record.connector,
-        )
-        renewal = None
-        if self.sessions.needs_renewal(state):
-            renewal = self.sessions.set_cookie(state.session_id, state.issued_at)
-        return Resolution(principal, NO_CREDENTIALS, renewal)
+        sessions = self.sessions
+        if sessions.needs_renewal(state):
+            renewal = sessions.set_cookie(state.session_id, state.issued_at)
+            return Resolution(_session_principal(state, record), NO_CREDENTIALS, renewal)
+        key = state.record_key.encode()
+        hit = self._sessions.entries.get(key)
+        if hit is not None and hit[1][0] is record:
+            return hit[1][1]
+        resolution = Resolution(_session_principal(state, record))
+        self._sessions.put(key, sessions.clock() + _SESSION_ANSWER_TTL, (record, resolution))
+        return resolution
 
     def resolve(
         self, authorization: list[str], cookie: str | None, query_string: bytes = b""
@@ -172,3 +179,14 @@ class IdentityResolver:
             return self._session_resolution(state, record)
         except AuthRelayError as exc:
             return Resolution(error=exc)
+
+
+def _session_principal(state: CookieState, record: SessionRecord) -> Principal:
+    return Principal(
+        subject=record.subject,
+        kind="session",
+        issuer=record.issuer,
+        claims=record.claims,
+        session_id=state.session_id,
+        connector=record.connector,
+    )

@@ -101,11 +101,16 @@ class SessionManager:
         self.cookie_name = self._settings.effective_cookie_name
         self._attributes = self._cookie_attributes()
         # Plain-dict caches with per-entry expiry: a hit is one hash and one dict lookup.
-        self._opened: TokenCache[tuple[str, float, float, str]] = TokenCache(10_000, clock=clock)
+        self._opened: TokenCache[CookieState] = TokenCache(10_000, clock=clock)
         self._records: TokenCache[SessionRecord] = TokenCache(10_000, clock=clock)
 
     def __repr__(self) -> str:
         return f"SessionManager(cookie_name={self.cookie_name!r})"
+
+    @property
+    def clock(self) -> Clock:
+        """The clock sessions are timed with (seconds since the epoch)."""
+        return self._clock
 
     def _cookie_attributes(self) -> str:
         parts = ["Path=/", "HttpOnly", f"SameSite={self._settings.same_site.capitalize()}"]
@@ -120,8 +125,12 @@ class SessionManager:
         if len(value) > 1024:
             return None
         digest = token_key(value)
-        opened = self._opened.get(digest)
-        if opened is None:
+        now = self._clock()
+        # A sealed value is unforgeable, so its digest is a safe key for what it opened to.
+        entry = self._opened.entries.get(digest)
+        if entry is not None and entry[0] > now:
+            state = entry[1]
+        else:
             try:
                 raw = self._cookie_ring.open(b64url_decode(value), self.cookie_name.encode())
                 sid, issued, seen = json.loads(raw)
@@ -130,16 +139,18 @@ class SessionManager:
                 return None
             if not isinstance(sid, str):
                 return None
-            opened = (sid, issued, seen, self._key(sid))
+            state = CookieState(sid, issued, seen, self._key(sid))
             settings = self._settings
             self._opened.put(
-                digest, min(issued + settings.max_age, seen + settings.idle_timeout), opened
+                digest, min(issued + settings.max_age, seen + settings.idle_timeout), state
             )
-        sid, issued, seen, record_key = opened
-        now = self._clock()
-        if now - issued > self._settings.max_age or now - seen > self._settings.idle_timeout:
+        settings = self._settings
+        if (
+            now - state.issued_at > settings.max_age
+            or now - state.last_seen > settings.idle_timeout
+        ):
             return None
-        return CookieState(sid, issued, seen, record_key)
+        return state
 
     def needs_renewal(self, state: CookieState) -> bool:
         """True when the rolling idle window should be moved forward."""
