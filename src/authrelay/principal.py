@@ -61,7 +61,9 @@ class Principal:
         act = self.claims.get("act")
         while isinstance(act, Mapping) and len(chain) < 16:
             sub = act.get("sub") or act.get("client_id")
-            chain.append(str(sub))
+            if not isinstance(sub, str):  # a nameless actor ends the chain; never "None"
+                break
+            chain.append(sub)
             act = act.get("act")
         return tuple(chain)
 
