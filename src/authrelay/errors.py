@@ -135,10 +135,17 @@ class ReauthorizationRequired(AuthRelayError):
     status = 401
 
     def __init__(
-        self, description: str = "", *, connector: str | None = None, login_url: str | None = None
+        self,
+        description: str = "",
+        *,
+        connector: str | None = None,
+        login_url: str | None = None,
+        oauth_error: str | None = None,
     ) -> None:
         self.connector = connector
         self.login_url = login_url
+        self.oauth_error = oauth_error
+        """The token endpoint's RFC 6749 §5.2 code behind this error, if any."""
         super().__init__(description)
 
 

@@ -258,7 +258,7 @@ def token_error(
             connector=context.connector,
             login_url=context.login_url,
         )
-        reauth.oauth_error = code  # type: ignore[attr-defined]  # the metrics label
+        reauth.oauth_error = code
         return reauth
     if code in _CONSENT_ERRORS:
         consent = ConsentRequired(
@@ -267,7 +267,7 @@ def token_error(
             login_url=context.login_url,
             scopes=context.scopes,
         )
-        consent.oauth_error = code  # type: ignore[attr-defined]
+        consent.oauth_error = code
         return consent
     if code == "temporarily_unavailable":
         return TokenEndpointUnavailable(
