@@ -10,7 +10,7 @@ from connector_helpers import query_of, run_app
 from authrelay.testing import IdentityProvider
 
 
-def test_ac01_login_redirect_has_pkce_s256_state_nonce(idp: IdentityProvider) -> None:
+def test_ac01_ac05_login_redirect_has_pkce_s256_and_meaningless_state_nonce(idp: IdentityProvider) -> None:
     with run_app(idp) as app:
         start = app.client.get(f"{app.base}/auth/idp/login", params={"next": "/after"})
     assert start.status_code == 302
@@ -25,7 +25,7 @@ def test_ac01_login_redirect_has_pkce_s256_state_nonce(idp: IdentityProvider) ->
     assert start.headers["cache-control"] == "no-store"
 
 
-def test_full_login_creates_session_and_redirects_to_next(
+def test_ac12_full_login_creates_session_and_redirects_to_next_with_303(
     idp: IdentityProvider, shell: str
 ) -> None:
     with run_app(idp, wsgi=shell == "wsgi") as app:
