@@ -3,7 +3,8 @@
 A server in a thread of the measuring process would fight it for the GIL and turn every
 loopback round trip into a wait for the interpreter's switch interval; in its own
 process it only competes for a core, as in production. KIND is ``downstream`` or one of
-the app variants measured under uvicorn (see :data:`KINDS`). When ready the process
+the app variants measured under uvicorn (see :data:`KINDS`), or ``sidecar`` (authrelay's
+own sidecar mode, the peer of target T12). When ready the process
 prints one JSON line (``{"ready": true, "cookie": ...}``) on stdout.
 
 Defends against orphaned servers: :func:`spawn` is a context manager that terminates
@@ -23,7 +24,17 @@ from typing import Any
 
 __all__ = ["KINDS", "spawn"]
 
-KINDS = ("token", "downstream", "bare", "anonymous", "session", "bearer", "header", "authlib_peer")
+KINDS = (
+    "token",
+    "downstream",
+    "bare",
+    "anonymous",
+    "session",
+    "bearer",
+    "header",
+    "authlib_peer",
+    "sidecar",
+)
 
 
 def _build(
@@ -44,6 +55,11 @@ def _build(
         return bare_app(service_routes()), {}
     if kind == "authlib_peer":
         return authlib_peer(BenchIdP(issuer=issuer)), {}
+    if kind == "sidecar":
+        from authrelay.sidecar import create_sidecar_app
+
+        settings = relay_settings(BenchIdP(issuer=issuer), service_settings(downstream))
+        return create_sidecar_app(relay=Relay(settings)), {}
     idp = BenchIdP(issuer=issuer)
     services = service_settings(downstream) if downstream else None
     relay = Relay(relay_settings(idp, services))
