@@ -5,7 +5,8 @@
   per request (a fresh ``Services``, client and cache key, as a route pays it);
 - 6: a route calling a loopback downstream through authrelay with a warm token, against
   the bare app calling it with a hard-coded header on its own pooled client;
-- the sidecar peer (one loopback HTTP hop per header) when ``authrelay.sidecar`` exists;
+- the sidecar peer (one loopback HTTP hop per header, :mod:`.sidecar`);
+- scenario 5 under WSGI (a Flask route), handed to :mod:`.wsgi` by :func:`wsgi_variants`;
 - facts: lock acquisitions on the header hit path (every lock reachable from the relay's
   service runtime is swapped for a counting one), and ``httpx`` clients built per service.
 
@@ -299,6 +300,40 @@ def _sidecar(idp: BenchIdP, config: Any, figures: dict[str, Any]) -> None:
     sidecar.run_phase(idp, config, figures)
 
 
-def wsgi_variants(idp: BenchIdP) -> dict[str, Callable[[], None]]:
-    """Scenario 5 under WSGI (Flask), for :mod:`.wsgi`; empty when it cannot run."""
-    return {}
+@contextlib.contextmanager
+def wsgi_variants(idp: BenchIdP) -> Iterator[dict[str, Callable[[], None]]]:
+    """Scenario 5 under WSGI, for :mod:`.wsgi`: a Flask route calling the header (warm).
+
+    Yields ``{"flask_header": call}``: ``GET /header`` with a bearer token through
+    ``AuthRelayWSGIMiddleware`` around a Flask app whose route calls
+    ``services()["x"].authorization_header()``. The token is acquired (real token
+    exchange) and the route checked to answer 200 before the call is handed out.
+    """
+    from flask import Flask
+
+    from authrelay.flask import services as request_services
+    from authrelay.wsgi import AuthRelayWSGIMiddleware
+
+    from .wsgi import environ_for, wsgi_call, wsgi_get
+
+    app = Flask("bench-header")
+
+    @app.get("/header")
+    def header() -> Any:
+        value = request_services()["x"].authorization_header()
+        return {"ok": value.startswith("Bearer ")}
+
+    relay = Relay(relay_settings(idp, service_settings("http://127.0.0.1:9")))
+    try:
+        wrapped = AuthRelayWSGIMiddleware(app.wsgi_app, relay=relay)
+        environ = environ_for("/header", {"Authorization": f"Bearer {idp.mint('RS256')}"})
+        before = idp.token_calls
+        for _ in range(2):  # the first acquires the token, the second must hit the cache
+            status, body = wsgi_get(wrapped, environ)
+            if not status.startswith("200") or body != {"ok": True}:
+                raise RuntimeError(f"flask header route answered {status} {body!r}")
+        if idp.token_calls - before != 1:
+            raise RuntimeError("the flask header route did not reuse its token")
+        yield {"flask_header": wsgi_call(wrapped, environ)}
+    finally:
+        relay.close()

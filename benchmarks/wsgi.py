@@ -2,7 +2,9 @@
 
 Direct calls (an environ, a ``start_response``, the body iterated and closed), the
 variants interleaved as everywhere else. The floor of target T03 is the bare callable;
-the Flask rows show what the same middleware costs in front of a real framework.
+the Flask rows show what the same middleware costs in front of a real framework, down to
+scenario 5 (a Flask route calling ``services()["x"].authorization_header()``, warm),
+each against bare Flask.
 
 Defends against timing a response that was never produced: every variant is called
 once first and must answer 200 with the expected subject.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from authrelay.relay import Relay
@@ -147,9 +150,9 @@ def run_phase(idp: BenchIdP, config: Any, figures: dict[str, Any]) -> None:
             "flask_session": wsgi_call(flask_wrapped, with_cookie),
             "flask_bearer": wsgi_call(flask_wrapped, with_bearer),
         }
-        extra = _header_variant(idp)
-        variants.update(extra)
-        series = interleave_sync(variants, rounds=config.rounds, inner=config.wsgi_inner)
+        with _header_variant(idp) as extra:
+            variants.update(extra)
+            series = interleave_sync(variants, rounds=config.rounds, inner=config.wsgi_inner)
     finally:
         relay.close()
     section = figures["wsgi"]
@@ -162,8 +165,8 @@ def run_phase(idp: BenchIdP, config: Any, figures: dict[str, Any]) -> None:
     figures["ratios"]["wsgi_anonymous_vs_bare"] = ratio(series["anonymous"], series["bare"])
 
 
-def _header_variant(idp: BenchIdP) -> dict[str, Callable[[], None]]:
-    """Scenario 5 under WSGI, once services are built (see :mod:`.services`)."""
+def _header_variant(idp: BenchIdP) -> AbstractContextManager[dict[str, Callable[[], None]]]:
+    """Scenario 5 under WSGI: Flask route calling ``authorization_header()`` (warm)."""
     from . import services
 
     return services.wsgi_variants(idp)
