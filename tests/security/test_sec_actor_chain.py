@@ -50,8 +50,9 @@ def _post(idp: IdentityProvider, auth: tuple[str, str], data: dict[str, str]) ->
 
 
 def _actor(idp: IdentityProvider, client: str, secret: str) -> str:
-    body = _post(idp, (client, secret), {"grant_type": "client_credentials",
-                                         "resource": "api://agents"})  # fmt: skip
+    body = _post(
+        idp, (client, secret), {"grant_type": "client_credentials", "resource": "api://agents"}
+    )
     return str(body["access_token"])
 
 
@@ -82,8 +83,9 @@ def test_tx06_exchanged_token_exposes_the_nested_actor_chain(
     provider: IdentityProvider, shell: str
 ) -> None:
     idp = provider
-    user = idp.mint_access_token(sub="alice", audience="api://app", scope="app.use",
-                                 client_id="web")  # fmt: skip
+    user = idp.mint_access_token(
+        sub="alice", audience="api://app", scope="app.use", client_id="web"
+    )
     once = _exchange(idp, user, _actor(idp, "planner-agent", "p-secret"))
     twice = _exchange(idp, once, _actor(idp, "scheduler-agent", "s-secret"))
     with serve_app(_bearer_settings(idp), shell=shell) as app:
@@ -127,9 +129,13 @@ def test_tx06_nested_act_never_authorizes(provider: IdentityProvider, shell: str
         audience="api://app",
         scope="app.use",
         client_id="app",
-        claims={"act": {"sub": "agent-2", "act": {"sub": "root", "scope": "app.admin",
-                                                    "scp": ["app.admin"]}}},
-    )  # fmt: skip
+        claims={
+            "act": {
+                "sub": "agent-2",
+                "act": {"sub": "root", "scope": "app.admin", "scp": ["app.admin"]},
+            }
+        },
+    )
     with serve_app(_bearer_settings(idp, required_scopes=["app.admin"]), shell=shell) as app:
         refused = app.get(
             "/admin", headers={"authorization": f"Bearer {token}", "accept": "application/json"}

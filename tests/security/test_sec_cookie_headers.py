@@ -31,9 +31,10 @@ def test_se08_set_and_cleared_session_cookies_are_never_cacheable(
 
     def settings(base: str):  # type: ignore[no-untyped-def]
         return base_settings(
-            base, {"idp": oidc_connector(idp.issuer)}, session={"dev_insecure_cookies": True,
-                                                                 "renew_after": 60}
-        )  # fmt: skip
+            base,
+            {"idp": oidc_connector(idp.issuer)},
+            session={"dev_insecure_cookies": True, "renew_after": 60},
+        )
 
     with serve_app(settings, shell=shell, clock=lambda: now[0]) as app:
         callback = app.login()

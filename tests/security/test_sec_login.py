@@ -117,8 +117,15 @@ def test_ac10_tokens_in_the_authorization_response_are_ignored(
         # Alone (no code): nothing to redeem, no session.
         bare = app.authorize()
         state = query_of(bare)["state"]
-        query = urlencode({"state": state, "iss": idp.issuer, "access_token": planted_at,
-                           "id_token": planted_id, "token_type": "Bearer"})  # fmt: skip
+        query = urlencode(
+            {
+                "state": state,
+                "iss": idp.issuer,
+                "access_token": planted_at,
+                "id_token": planted_id,
+                "token_type": "Bearer",
+            }
+        )
         alone = app.client.get(
             f"{app.base}/auth/idp/callback?{query}", headers={"accept": "application/json"}
         )

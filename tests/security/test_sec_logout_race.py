@@ -16,9 +16,9 @@ from sec_helpers import App, Recorder, base_settings, oidc_connector, serve_app
 from authrelay import Principal, ReauthorizationRequired
 from authrelay._crypto import KeyRing, random_token
 from authrelay._io import SyncDriver
+from authrelay.settings import Settings
 from authrelay.stores import open_backends
 from authrelay.stores.tokens import StoredTokens, TokenStore
-from authrelay.settings import Settings
 from authrelay.testing import IdentityProvider
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -99,19 +99,28 @@ def test_st10_refresh_finishing_after_logout_does_not_resurrect_tokens(
 def test_st10_conditional_write_fails_after_a_deletion(store_url: dict[str, str]) -> None:
     settings = Settings.model_validate({"secret_keys": ["k" * 32], "store": store_url})
     backend, _ = open_backends(settings.store)
-    store = TokenStore(KeyRing([b"k" * 32], "authrelay-store-v1"),
-                       prefix=settings.store.key_prefix)  # fmt: skip
+    store = TokenStore(KeyRing([b"k" * 32], "authrelay-store-v1"), prefix=settings.store.key_prefix)
     driver = SyncDriver(httpx.Client(), backend)
     try:
-        record = StoredTokens(connector="idp", target="idp", issuer="https://idp",
-                              access_token="at-1", refresh_token="rt-1")  # fmt: skip
+        record = StoredTokens(
+            connector="idp",
+            target="idp",
+            issuer="https://idp",
+            access_token="at-1",
+            refresh_token="rt-1",
+        )
         assert driver.run(store.save_tokens("u", record, expected_version=0))
         _, version = driver.run(store.load_tokens("u", "idp", "https://idp"))
         assert version >= 1
         # Logout deletes while a refresh that read `version` is in flight.
         assert driver.run(store.delete_tokens("u", "idp"))
-        late = StoredTokens(connector="idp", target="idp", issuer="https://idp",
-                            access_token="at-2", refresh_token="rt-2")  # fmt: skip
+        late = StoredTokens(
+            connector="idp",
+            target="idp",
+            issuer="https://idp",
+            access_token="at-2",
+            refresh_token="rt-2",
+        )
         assert driver.run(store.save_tokens("u", late, expected_version=version)) is None
         found, _ = driver.run(store.load_tokens("u", "idp", "https://idp"))
         assert found is None
