@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--phases",
         default=None,
-        help="comma-separated subset of: direct,services,wsgi,server,scale",
+        help="comma-separated subset of: direct,services,wsgi,server,scale,redis",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")

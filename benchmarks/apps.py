@@ -75,7 +75,9 @@ def bare_app(extra: list[Route] | None = None) -> Starlette:
     return Starlette(routes=routes(extra))
 
 
-def relay_settings(idp: BenchIdP, services: dict[str, Any] | None = None) -> Settings:
+def relay_settings(
+    idp: BenchIdP, services: dict[str, Any] | None = None, store: dict[str, Any] | None = None
+) -> Settings:
     """authrelay settings for the benchmark: session cookies, bearer JWTs, optional services."""
     data: dict[str, Any] = {
         "secret_keys": [SESSION_SECRET],
@@ -88,6 +90,8 @@ def relay_settings(idp: BenchIdP, services: dict[str, Any] | None = None) -> Set
     }
     if services:
         data["services"] = services
+    if store:
+        data["store"] = store
     return Settings.model_validate(data)
 
 

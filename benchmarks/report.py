@@ -173,6 +173,9 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
             )
     if len(rows) > 1:
         sections.append(("Scale", rows))
+    redis_rows = _redis_rows(figures.get("redis", {}))
+    if len(redis_rows) > 1:
+        sections.append(("Several workers sharing Redis (issue #6)", redis_rows))
     rows = [["target", "measured (p25-p75)", "limit", "result"]]
     for t in figures.get("targets", []):
         spread = f" ({t['spread'][0]:.2f}-{t['spread'][1]:.2f})" if t.get("spread") else ""
@@ -187,6 +190,45 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
         )
     sections.append(("Targets (issue #7)", rows))
     return sections
+
+
+_PATHS = [
+    ("warm", "Redis round trips per request: warm (in-process cache)"),
+    ("worker_cold", "Redis round trips: first request in a worker, token in Redis"),
+    ("cold", "Redis round trips: cold everywhere (token endpoint called)"),
+]
+
+
+def _redis_rows(section: dict[str, Any]) -> list[list[str]]:
+    rows = [["figure", "value", "p25-p75 / detail", "x 1 worker"]]
+    for workers, d in sorted(section.get("rps", {}).items(), key=lambda item: int(item[0])):
+        factor = section.get("vs_one_worker", {}).get(workers, {}).get("median")
+        plural = "" if workers == "1" else "s"
+        rows.append(
+            [
+                f"req/s, /header (warm), {workers} worker{plural} on Redis",
+                _fmt(d["median"], 0),
+                f"{d['p25']:.0f}-{d['p75']:.0f}",
+                _fmt(factor),
+            ]
+        )
+    if "token_calls_for_all_workers" in section:
+        rows.append(
+            [
+                "token-endpoint calls for all workers of the three servers",
+                str(section["token_calls_for_all_workers"]),
+                "",
+                "",
+            ]
+        )
+    trips = section.get("round_trips", {})
+    for key, label in _PATHS:
+        d = trips.get("per_request", {}).get(key)
+        if d is not None:
+            commands = trips.get("commands", {}).get(key, {})
+            detail = ", ".join(f"{name} {n}" for name, n in sorted(commands.items())) or "none"
+            rows.append([label, _fmt(d["median"], 1), f"sent: {detail}", ""])
+    return rows
 
 
 def _header(figures: dict[str, Any]) -> str:
@@ -267,6 +309,17 @@ def markdown(figures: dict[str, Any]) -> str:
             "- First-sight bearer figures are request time minus the bare app, divided by",
             "  `cryptography`'s verify of the same signature with the key parsed once.",
             "- The storm and the downstream servers run in their own processes.",
+            "- The sidecar peer (T12) is authrelay's own sidecar under uvicorn in its own",
+            "  process, asked for the header over one keep-alive `httpx` connection.",
+            "- Redis round trips are counted in the measuring process by wrapping redis-py's",
+            "  `send_packed_command` (one send is one round trip; a pipeline is one send).",
+            "  `sent:` lists the first command of every send during those requests, over",
+            "  all users measured; connection set-up (`CLIENT`, `HELLO`) and the",
+            "  invalidation listener (`SUBSCRIBE`, health-check `PING`) are not counted as",
+            "  per-request round trips.",
+            "- The multi-worker servers listen on a socket made with `IPPROTO_TCP` (see",
+            "  `benchmarks/workers.py`): uvicorn's own `--workers` socket leaves `proto` 0,",
+            "  so asyncio skips `TCP_NODELAY` and each response waits ~40 ms for a delayed ACK.",
             "",
         ]
     )

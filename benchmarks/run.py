@@ -1,7 +1,8 @@
 """The benchmark run: phases in order, figures gathered into one JSON document.
 
 Phases: direct ASGI calls (scenarios 1 to 4 and peers), services (5, 6, sidecar, client
-count), WSGI (7), throughput under uvicorn, and the scale figures (storm, memory). A
+count), WSGI (7), throughput under uvicorn, the scale figures (storm, memory) and
+issue #6's figures (1, 2, 4 workers sharing Redis; Redis round trips per request). A
 phase that cannot run here (a part not built yet, a missing tool) is recorded under
 ``skipped`` with the reason; a phase that fails is recorded under ``errors``. Neither is
 ever reported as a met target.
@@ -47,7 +48,7 @@ class Config:
     storm_token_delay: float = 0.05
     memory_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     quick: bool = False
-    phases: tuple[str, ...] = ("direct", "services", "wsgi", "server", "scale")
+    phases: tuple[str, ...] = ("direct", "services", "wsgi", "server", "scale", "redis")
 
     @classmethod
     def quick_config(cls) -> Config:
@@ -162,6 +163,7 @@ def run(config: Config, *, progress: Callable[[str], None] = lambda _: None) -> 
         "server": {},
         "wsgi": {},
         "scale": {},
+        "redis": {},
         "skipped": {},
         "errors": {},
     }
@@ -216,6 +218,12 @@ def _phase_server(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> Non
     server.run_phase(idp, config, figures)
 
 
+def _phase_redis(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> None:
+    from . import workers
+
+    workers.run_phase(idp, config, figures)
+
+
 def _phase_scale(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> None:
     from . import scale
 
@@ -228,4 +236,5 @@ _PHASES: dict[str, Callable[[BenchIdP, Config, dict[str, Any]], None]] = {
     "wsgi": _phase_wsgi,
     "server": _phase_server,
     "scale": _phase_scale,
+    "redis": _phase_redis,
 }

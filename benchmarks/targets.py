@@ -1,4 +1,4 @@
-"""The targets of issue #7, each computed from this run's figures and judged met / not met.
+"""The targets of issue #7 (and #6's warm-path rule), computed from this run's figures, judged.
 
 Defends against a target quietly judged on a different measure than the one it names:
 every target states here what is divided by what, and a figure that was not measured
@@ -100,6 +100,8 @@ _SPECS: list[tuple[str, str, str, str, Literal["<=", ">=", "=="], float]] = [
      "ratios.rps_session_vs_bare", "req/s ratio", ">=", 0.75),
     ("T17", "warm-bearer route request/s vs bare Starlette (uvicorn)",
      "ratios.rps_bearer_vs_bare", "req/s ratio", ">=", 0.90),
+    ("T18", "warm service route on a Redis store: Redis round trips per request (#6)",
+     "redis.round_trips.per_request.warm.max", "round trips", "==", 0.0),
 ]  # fmt: skip
 
 
