@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .errors import AuthRelayError
-from .identity.resolve import ANONYMOUS_RESOLUTION, Resolution
+from .identity.resolve import ANONYMOUS_RESOLUTION, Pending, Resolution
 from .principal import ANONYMOUS, NO_CREDENTIALS
 from .relay import Relay
 from .responses import Response, error_response, json_response
@@ -100,11 +100,9 @@ class AuthRelayMiddleware:
             query = scope.get("query_string", b"")
             if authorization is None:
                 authorization = []
-            found = self._identity.fast(authorization, cookie, query)
-            if found is None:
-                found = await self.relay.async_driver.run(
-                    self._identity.resolve(authorization, cookie, query)
-                )
+            found = self._identity.lookup(authorization, cookie, query)
+            if isinstance(found, Pending):
+                found = await self.relay.async_driver.run(self._identity.complete(found))
             resolution = found
         path: str = scope["path"]
         if kind == "http" and (path == self._prefix or path.startswith(self._prefix_slash)):

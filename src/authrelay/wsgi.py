@@ -17,7 +17,7 @@ from typing import Any
 
 from ._types import Environ, StartResponse, WSGIApp
 from .errors import AuthRelayError
-from .identity.resolve import ANONYMOUS_RESOLUTION, Resolution
+from .identity.resolve import ANONYMOUS_RESOLUTION, Pending, Resolution
 from .principal import ANONYMOUS, NO_CREDENTIALS
 from .relay import Relay
 from .responses import Response, error_response, json_response
@@ -108,10 +108,9 @@ class AuthRelayWSGIMiddleware:
             # WSGI folds repeated headers into one with ", ": two tokens show as a comma.
             authz = [] if authorization is None else _split_authorization(authorization)
             query = environ.get("QUERY_STRING", "").encode("latin-1")
-            identity = self._identity
-            found = identity.fast(authz, cookie, query)
-            if found is None:
-                found = self.relay.sync_driver.run(identity.resolve(authz, cookie, query))
+            found = self._identity.lookup(authz, cookie, query)
+            if isinstance(found, Pending):
+                found = self.relay.sync_driver.run(self._identity.complete(found))
             resolution = found
         path = environ.get("PATH_INFO", "/")
         if path == self._prefix or path.startswith(self._prefix_slash):

@@ -133,13 +133,15 @@ class BearerVerifier:
         issuer = self.settings.bearer.issuer if self.settings.bearer else None
         return f"BearerVerifier(issuer={issuer!r}, cached={len(self._cache)})"
 
-    def cached(self, token: str) -> _Verified | None:
+    def cached(self, token: str, *, key: bytes | None = None) -> _Verified | None:
         """The cached verdict for ``token`` (no I/O, no lock), or None on a miss.
 
-        Raises :class:`InvalidToken` for a token recently found inactive, and
-        :class:`InsufficientScope` for a valid token lacking the required scopes.
+        ``key`` is the token's cache key when the caller has it already
+        (:func:`~authrelay.identity.tokencache.token_key`). Raises :class:`InvalidToken`
+        for a token recently found inactive, and :class:`InsufficientScope` for a valid
+        token lacking the required scopes.
         """
-        entry = self._entries.get(hashlib.sha256(token.encode()).digest())
+        entry = self._entries.get(key or hashlib.sha256(token.encode()).digest())
         if entry is None or entry[0] <= self._clock():
             return None
         verified, missing = entry[1]
@@ -149,20 +151,24 @@ class BearerVerifier:
             raise InsufficientScope(scopes=self._required)
         return verified
 
-    def verify(self, token: str) -> Flow[_Verified]:
+    def verify(self, token: str, *, key: bytes | None = None) -> Flow[_Verified]:
         """Fully verify ``token`` (a flow); fill the cache; return principal and credentials.
 
-        Raises :class:`InvalidToken` (401), :class:`InsufficientScope` (403) or
+        ``key`` as for :meth:`cached`. Raises :class:`InvalidToken` (401),
+        :class:`InsufficientScope` (403) or
         :class:`~authrelay.errors.IdentityProviderUnavailable` (503, ``retry_after`` set).
         """
-        key = hashlib.sha256(token.encode()).digest()
+        if key is None:
+            key = hashlib.sha256(token.encode()).digest()
         if key in self._entries:
-            hit = self.cached(token)
+            hit = self.cached(token, key=key)
             if hit is not None:
                 return hit
         dots = token.count(".")
         if dots == 2:
-            validator = yield from self._jwt_validator()
+            validator = self._validator
+            if validator is None:
+                validator = yield from self._jwt_validator()
             verified = yield from validator.verify(token)
             claims = verified.claims
             expires_at: float | None = float(claims["exp"])

@@ -21,12 +21,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 from .. import _io
 from .._io import Flow
@@ -35,11 +42,21 @@ from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..settings import HttpSettings
 from .discovery import check_endpoint_url, metadata_failure
 
-__all__ = ["MAX_CANDIDATES", "JwksCache", "Key", "key_fits", "parse_jwks"]
+__all__ = [
+    "MAX_CANDIDATES",
+    "JwksCache",
+    "Key",
+    "SignatureCheck",
+    "key_fits",
+    "parse_jwks",
+    "signature_check",
+]
 
 logger = logging.getLogger("authrelay.jwks")
 
 Key: TypeAlias = "RSAKey | ECKey | OKPKey"
+SignatureCheck: TypeAlias = Callable[[bytes, bytes], bool]
+"""``check(signing_input, signature)``: True when the signature is valid."""
 
 MAX_CANDIDATES = 5
 """At most this many keys are tried for a token without ``kid`` (JW-14)."""
@@ -49,6 +66,7 @@ _EC_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1":
 _OKP_CURVES = {"Ed25519": ("EdDSA", "Ed25519"), "Ed448": ("EdDSA", "Ed448")}
 _RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _FAILURE_TTL = 5.0
+_MAX_CHECKS = 64
 _TTL = 3600.0
 
 
@@ -62,6 +80,85 @@ def key_fits(key: Key, alg: str) -> bool:
     if isinstance(key, ECKey):
         return _EC_CURVES.get(key.curve_name) == alg
     return alg in _OKP_CURVES.get(key.curve_name, ())
+
+
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "256": hashes.SHA256(),
+    "384": hashes.SHA384(),
+    "512": hashes.SHA512(),
+}
+
+
+def signature_check(key: Key, alg: str) -> SignatureCheck:
+    """How ``key`` verifies ``alg`` signatures, set up once: the ``cryptography`` public key
+    taken out of the JWK, padding and hash objects built ahead of the first token.
+
+    The checks are joserfc's (RFC 7518 §3.3-3.5, RFC 8037 §3.1) without their per-call
+    set-up; an algorithm not listed here falls back to joserfc's own. ``key_fits`` must
+    have accepted ``(key, alg)``.
+    """
+    family, bits = alg[:2], alg[2:]
+    public: Any = key.get_op_key("verify")
+    if family == "RS" and bits in _HASHES:
+        return _rsa_check(public, padding.PKCS1v15(), _HASHES[bits])
+    if family == "PS" and bits in _HASHES:
+        digest = _HASHES[bits]
+        pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+        return _rsa_check(public, pss, digest)
+    if family == "ES" and bits in _HASHES and isinstance(key, ECKey):
+        # RFC 7518 §3.4: R || S, each as long as the curve's order
+        return _ec_check(public, (key.curve_key_size + 7) // 8, ec.ECDSA(_HASHES[bits]))
+    if alg in ("EdDSA", "Ed25519", "Ed448") and isinstance(key, OKPKey):
+        return _eddsa_check(public)
+    model = JWSRegistry.algorithms[alg]
+    return lambda signing_input, signature: bool(model.verify(signing_input, signature, key))
+
+
+def _rsa_check(
+    public: Any, pad: padding.AsymmetricPadding, digest: hashes.HashAlgorithm
+) -> SignatureCheck:
+    verify = public.verify
+
+    def check(signing_input: bytes, signature: bytes) -> bool:
+        try:
+            verify(signature, signing_input, pad, digest)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
+
+
+def _ec_check(public: Any, length: int, ecdsa: ec.ECDSA) -> SignatureCheck:
+    verify = public.verify
+
+    def check(signing_input: bytes, signature: bytes) -> bool:
+        if len(signature) != 2 * length:
+            return False
+        r = int.from_bytes(signature[:length], "big")
+        s = int.from_bytes(signature[length:], "big")
+        try:
+            verify(encode_dss_signature(r, s), signing_input, ecdsa)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
+
+
+def _eddsa_check(public: Any) -> SignatureCheck:
+    if not isinstance(public, Ed25519PublicKey | Ed448PublicKey):
+        return lambda signing_input, signature: False
+    verify = public.verify
+
+    def check(signing_input: bytes, signature: bytes) -> bool:
+        try:
+            verify(signature, signing_input)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
 
 
 def _parse_key(data: Any) -> Key:
@@ -148,7 +245,16 @@ class JwksCache:
     other threads never see a half-built set.
     """
 
-    __slots__ = ("_clock", "_failed_until", "_set", "http", "jwks_uri", "refresh_cooldown", "ttl")
+    __slots__ = (
+        "_checks",
+        "_clock",
+        "_failed_until",
+        "_set",
+        "http",
+        "jwks_uri",
+        "refresh_cooldown",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -166,6 +272,7 @@ class JwksCache:
         self._clock = clock
         self._set = _EMPTY
         self._failed_until = 0.0
+        self._checks: dict[tuple[int, str], tuple[Key, SignatureCheck]] = {}
 
     def __repr__(self) -> str:
         return f"JwksCache(jwks_uri={self.jwks_uri!r}, keys={len(self._set.keys)})"
@@ -210,6 +317,24 @@ class JwksCache:
         if not found:
             raise InvalidToken("the token is signed with an unknown key", reason="unknown_kid")
         return found
+
+    def check(self, key: Key, alg: str) -> SignatureCheck:
+        """The :func:`signature_check` of a key from :meth:`candidates`, made once per key."""
+        found = self._checks.get((id(key), alg))
+        if found is not None and found[0] is key:
+            return found[1]
+        check = signature_check(key, alg)
+        if len(self._checks) >= _MAX_CHECKS:
+            self._checks.clear()  # keys were rotated many times over: start afresh
+        self._checks[(id(key), alg)] = (key, check)  # holding ``key`` keeps its id unique
+        return check
+
+    def ready(self, kid: str | None, alg: str) -> tuple[Key, ...] | None:
+        """What :meth:`candidates` answers when that needs no fetch, else None."""
+        keyset = self._set
+        if self._clock() >= keyset.refresh_at:
+            return None
+        return _match(keyset, kid, alg) or None
 
     def warm(self) -> Flow[None]:
         """Fetch the keys now if none are loaded (ahead of traffic)."""

@@ -13,7 +13,7 @@ cookie is anonymous and the cookie is cleared; oversized headers → 431.
 
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,11 +29,11 @@ from ..errors import (
 from ..principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from .cookies import find_cookie
 from .session import CookieState, SessionManager, SessionRecord
-from .tokencache import TokenCache
+from .tokencache import TokenCache, token_key
 
-__all__ = ["ANONYMOUS_RESOLUTION", "IdentityResolver", "Resolution"]
+__all__ = ["ANONYMOUS_RESOLUTION", "IdentityResolver", "Pending", "Resolution"]
 
-_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
+_B64TOKEN = (string.ascii_letters + string.digits + "-._~+/").encode("ascii")
 _MAX_AUTHORIZATION = 16 * 1024
 _MAX_COOKIE = 32 * 1024
 _SESSION_ANSWERS = 10_000
@@ -43,11 +43,15 @@ _SESSION_ANSWER_TTL = 10.0
 class BearerCheck(Protocol):
     """What the resolver needs of a bearer verifier (``identity.bearer.BearerVerifier``)."""
 
-    def cached(self, token: str) -> tuple[Principal, Credentials] | None:
-        """A verified principal from the cache, or None."""
+    def cached(
+        self, token: str, *, key: bytes | None = None
+    ) -> tuple[Principal, Credentials] | None:
+        """A verified principal from the cache, or None (``key``: the token's cache key)."""
 
-    def verify(self, token: str) -> Flow[tuple[Principal, Credentials]]:
-        """Full verification as a flow."""
+    def verify(
+        self, token: str, *, key: bytes | None = None
+    ) -> Flow[tuple[Principal, Credentials]]:
+        """Full verification as a flow (``key``: the token's cache key, if known)."""
 
     def metadata(self) -> Flow[Mapping[str, Any]]:
         """The issuer's validated discovery document (token endpoint for services)."""
@@ -65,6 +69,27 @@ class Resolution:
 
 ANONYMOUS_RESOLUTION = _ANONYMOUS = Resolution()
 """The answer for a request without credentials (shared; a :class:`Resolution` is frozen)."""
+
+
+class Pending:
+    """What :meth:`IdentityResolver.lookup` could not decide without I/O.
+
+    A bearer token (and its cache key) to verify, or an opened session cookie whose record
+    must be loaded; :meth:`IdentityResolver.complete` goes on from here, so nothing is
+    parsed or hashed twice. Never printed with its token.
+    """
+
+    __slots__ = ("key", "state", "token")
+
+    def __init__(
+        self, token: str | None = None, key: bytes = b"", state: CookieState | None = None
+    ) -> None:
+        self.token = token
+        self.key = key
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"Pending(kind={'bearer' if self.token is not None else 'session'!r})"
 
 
 class IdentityResolver:
@@ -93,7 +118,8 @@ class IdentityResolver:
         if scheme.lower() != "bearer":
             return None
         token = token.strip(" ")
-        if not token or not _TOKEN.fullmatch(token):
+        body = token.rstrip("=")  # RFC 6750 §2.1 b64token: 1*(ALPHA / DIGIT / "-" ...) *"="
+        if not body or not body.isascii() or body.encode("ascii").translate(None, _B64TOKEN):
             raise MalformedCredentials("the bearer token is empty or malformed")
         if b"access_token=" in query_string:
             raise MalformedCredentials("a token in both the header and the query")
@@ -103,14 +129,22 @@ class IdentityResolver:
         self, authorization: list[str], cookie: str | None, query_string: bytes = b""
     ) -> Resolution | None:
         """Resolve without I/O when possible; None means run :meth:`resolve`."""
+        outcome = self.lookup(authorization, cookie, query_string)
+        return outcome if isinstance(outcome, Resolution) else None
+
+    def lookup(
+        self, authorization: list[str], cookie: str | None, query_string: bytes = b""
+    ) -> Resolution | Pending:
+        """Resolve without I/O when possible, else what :meth:`complete` needs to go on."""
         if not authorization and cookie is None:
             return _ANONYMOUS
         try:
             token = self.bearer_token(authorization, query_string)
             if token is not None:
                 assert self.bearer is not None
-                hit = self.bearer.cached(token)
-                return None if hit is None else Resolution(hit[0], hit[1])
+                key = token_key(token)
+                hit = self.bearer.cached(token, key=key)
+                return Pending(token, key) if hit is None else Resolution(hit[0], hit[1])
         except AuthRelayError as exc:
             return Resolution(error=exc)
         if cookie is None:
@@ -122,7 +156,7 @@ class IdentityResolver:
             raise RequestTooLarge("the Cookie header is too large")
         return find_cookie(cookie, self._cookie_name)
 
-    def _fast_session(self, cookie: str) -> Resolution | None:
+    def _fast_session(self, cookie: str) -> Resolution | Pending:
         try:
             value = self._session_value(cookie)
         except AuthRelayError as exc:
@@ -134,7 +168,7 @@ class IdentityResolver:
             return Resolution(set_cookie=self.sessions.clear_cookie())
         record = self.sessions.cached_record(state)
         if record is None:
-            return None
+            return Pending(state=state)
         return self._session_resolution(state, record)
 
     def _session_resolution(self, state: CookieState, record: SessionRecord) -> Resolution:
@@ -154,20 +188,23 @@ class IdentityResolver:
         self, authorization: list[str], cookie: str | None, query_string: bytes = b""
     ) -> Flow[Resolution]:
         """The full resolution, doing I/O through the driver when the caches miss."""
+        outcome = self.lookup(authorization, cookie, query_string)
+        if isinstance(outcome, Resolution):
+            return outcome
+        resolution = yield from self.complete(outcome)
+        return resolution
+
+    def complete(self, pending: Pending) -> Flow[Resolution]:
+        """Go on from :meth:`lookup`: verify the bearer token or load the session record."""
         try:
-            token = self.bearer_token(authorization, query_string)
-            if token is not None:
+            if pending.token is not None:
                 assert self.bearer is not None
-                principal, credentials = yield from self.bearer.verify(token)
+                principal, credentials = yield from self.bearer.verify(
+                    pending.token, key=pending.key
+                )
                 return Resolution(principal, credentials)
-            if cookie is None:
-                return _ANONYMOUS
-            value = self._session_value(cookie)
-            if value is None:
-                return _ANONYMOUS
-            state = self.sessions.open_cookie(value)
-            if state is None:
-                return Resolution(set_cookie=self.sessions.clear_cookie())
+            state = pending.state
+            assert state is not None
             try:
                 record = yield from self.sessions.load(state.session_id)
             except TokenStoreUnavailable as exc:
