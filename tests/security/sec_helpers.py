@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from authrelay import AuthRelayMiddleware, Relay, Settings
+from authrelay._types import Receive, Scope, Send
 from authrelay.testing import free_port, serve_asgi
 from authrelay.testing.servers import serve_wsgi
 from authrelay.wsgi import AuthRelayWSGIMiddleware
@@ -198,7 +199,7 @@ def _principal_json(principal: Any, services: Any, path: str) -> Any:
     }
 
 
-async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Shows who is calling; ``/call/<service>/<path>`` calls a service for them."""
     if scope["type"] == "lifespan":
         while True:

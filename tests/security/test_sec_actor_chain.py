@@ -3,7 +3,7 @@ only top-level claims authorize (RFC 8693 §4.1: earlier actors are informationa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import Any
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sec_helpers import base_settings, serve_app
 
-from authrelay import Principal
+from authrelay import Principal, Settings
 from authrelay.testing import IdentityProvider, serve_identity_provider
 from authrelay.testing.models import (
     GRANT_CLIENT_CREDENTIALS,
@@ -73,7 +73,7 @@ def _exchange(idp: IdentityProvider, subject: str, actor: str) -> str:
     return str(body["access_token"])
 
 
-def _bearer_settings(idp: IdentityProvider, **bearer: Any):  # type: ignore[no-untyped-def]
+def _bearer_settings(idp: IdentityProvider, **bearer: Any) -> Callable[[str], Settings]:
     return lambda base: base_settings(
         base, {}, bearer={"issuer": idp.issuer, "audience": "api://app", **bearer}
     )

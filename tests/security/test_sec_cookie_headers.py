@@ -9,6 +9,7 @@ import time
 import httpx
 from sec_helpers import base_settings, oidc_connector, serve_app
 
+from authrelay import Settings
 from authrelay.testing import IdentityProvider
 
 
@@ -29,7 +30,7 @@ def test_se08_set_and_cleared_session_cookies_are_never_cacheable(
 ) -> None:
     now = [time.time()]
 
-    def settings(base: str):  # type: ignore[no-untyped-def]
+    def settings(base: str) -> Settings:
         return base_settings(
             base,
             {"idp": oidc_connector(idp.issuer)},

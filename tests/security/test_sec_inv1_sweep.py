@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -105,8 +105,8 @@ class Tap:
                 data = None
             if isinstance(data, dict):
                 found.update(str(data[k]) for k in _SECRET_ANSWERS if data.get(k))
-            for name, value in headers:
-                if name.lower() == b"location":
+            for header, value in headers:
+                if header.lower() == b"location":
                     query = parse_qs(urlsplit(value.decode("latin-1")).query)
                     found.update(query.get("code", []))
         return found
@@ -169,7 +169,7 @@ def downstream() -> Iterator[tuple[Downstream, str]]:
         yield api, url
 
 
-def _settings(issuer: str, api: str, store: dict[str, str]):  # type: ignore[no-untyped-def]
+def _settings(issuer: str, api: str, store: dict[str, str]) -> Callable[[str], Settings]:
     base = {"base_url": api, "allow_http": True}
 
     def make(public: str) -> Settings:
@@ -250,20 +250,27 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str,
 def _redis_bytes(prefix: str) -> bytes:
     raw = redis.Redis.from_url(REDIS_URL)
     out = bytearray()
+
+    def add(*values: Any) -> None:
+        for value in values:
+            out.extend(value if isinstance(value, bytes) else str(value).encode())
+            out.extend(b"\n")
+
     try:
         for name in raw.scan_iter(match=prefix + "*", count=500):
-            out += name + b"\n"
+            add(name)
             kind = raw.type(name)
             if kind == b"string":
-                out += raw.get(name) or b""
+                add(raw.get(name) or b"")
             elif kind == b"hash":
                 for field, value in raw.hgetall(name).items():
-                    out += field + b"=" + value + b"\n"
+                    add(field, value)
             elif kind == b"list":
-                out += b"\n".join(raw.lrange(name, 0, -1))
-            elif kind in (b"set", b"zset"):
-                members = raw.smembers(name) if kind == b"set" else raw.zrange(name, 0, -1)
-                out += b"\n".join(members)
+                add(*raw.lrange(name, 0, -1))
+            elif kind == b"set":
+                add(*raw.smembers(name))
+            elif kind == b"zset":
+                add(*raw.zrange(name, 0, -1))
     finally:
         raw.close()
     return bytes(out)

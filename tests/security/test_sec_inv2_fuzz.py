@@ -15,6 +15,7 @@ import json
 import random
 import string
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -61,8 +62,8 @@ _LOGIN = Case("GET", "/auth/idp/login", b"next=/x", [], b"")
 def _with_transaction(case: Case, login_headers: list[tuple[bytes, bytes]], issuer: str) -> Case:
     """Fill the placeholders with a real state and its browser-binding cookie."""
     found = dict((k.lower(), v) for k, v in login_headers)
-    query = parse_qs(urlsplit(found[b"location"].decode()).query)
-    state = query["state"][0].encode()
+    params = parse_qs(urlsplit(found[b"location"].decode()).query)
+    state = params["state"][0].encode()
     cookie = found[b"set-cookie"].split(b";", 1)[0]
     headers = [(k, cookie if v == _TX_COOKIE else v) for k, v in case.headers]
     query = case.query.replace(_STATE, state).replace(_ISS, quote(issuer, safe="").encode())
@@ -96,7 +97,7 @@ def _jwtish(rng: random.Random) -> str:
 
 
 def _authorization(rng: random.Random) -> str:
-    choices = [
+    choices: list[Callable[[], str]] = [
         lambda: "",
         lambda: "Bearer",
         lambda: "Bearer ",
@@ -114,7 +115,7 @@ def _authorization(rng: random.Random) -> str:
 
 def _cookie(rng: random.Random) -> str:
     value = _text(rng, _B64 + "=%", 0, 120)
-    choices = [
+    choices: list[Callable[[], str]] = [
         lambda: f"authrelay={value}",
         lambda: f"authrelay={value}; authrelay={value}",
         lambda: f"=authrelay={value}",
@@ -140,7 +141,7 @@ def _query(rng: random.Random) -> bytes:
         "error_description",
         _text(rng, _B64, 1, 6),
     ]
-    values = [
+    values: list[Callable[[], str]] = [
         lambda: _text(rng, _B64, 0, 60),
         lambda: "%" + _text(rng, "0123456789abcdefzZ%", 0, 4),
         lambda: "%00%0d%0a" + _text(rng, _B64),

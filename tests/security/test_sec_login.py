@@ -4,6 +4,7 @@ connector (AC-06), code flow only (AC-10), and ID tokens without ``sub`` (ID-07)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -16,12 +17,13 @@ from sec_helpers import (
     serve_app,
 )
 
+from authrelay import Settings
 from authrelay.testing import IdentityProvider
 
 CODE_GRANT = "authorization_code"
 
 
-def _one_connector(idp: IdentityProvider):  # type: ignore[no-untyped-def]
+def _one_connector(idp: IdentityProvider) -> Callable[[str], Settings]:
     return lambda base: base_settings(base, {"idp": oidc_connector(idp.issuer)})
 
 
@@ -67,7 +69,7 @@ def test_ac06_state_record_holds_the_transaction(idp: IdentityProvider) -> None:
 
 
 def test_ac06_callback_on_another_connector_is_invalid_state(idp: IdentityProvider) -> None:
-    def settings(base: str):  # type: ignore[no-untyped-def]
+    def settings(base: str) -> Settings:
         return base_settings(
             base,
             {

@@ -4,7 +4,7 @@ resources; the store keys and seals them by connector and issuer."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from authrelay import Settings
 from authrelay._crypto import KeyRing
 from authrelay._io import SyncDriver
 from authrelay.stores.memory import MemoryBackend
@@ -70,8 +71,8 @@ def world() -> Iterator[dict[str, Any]]:
         yield out
 
 
-def _settings(world: dict[str, Any]):  # type: ignore[no-untyped-def]
-    def make(base: str):  # type: ignore[no-untyped-def]
+def _settings(world: dict[str, Any]) -> Callable[[str], Settings]:
+    def make(base: str) -> Settings:
         connectors = {
             name: {
                 "standard": "oidc",

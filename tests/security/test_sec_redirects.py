@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import pytest
 from sec_helpers import base_settings, oidc_connector, query_of, serve_app
 
+from authrelay import Settings
 from authrelay.redirects import safe_next
 from authrelay.testing import IdentityProvider
 
 EVIL = "//evil.example/" + "x" * 300
 
 
-def _settings(idp: IdentityProvider):  # type: ignore[no-untyped-def]
+def _settings(idp: IdentityProvider) -> Callable[[str], Settings]:
     return lambda base: base_settings(base, {"idp": oidc_connector(idp.issuer)})
 
 

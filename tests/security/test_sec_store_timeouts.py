@@ -52,7 +52,7 @@ def silent_port() -> Iterator[int]:
 def test_st08_hung_redis_gives_503_not_a_hang(
     idp: IdentityProvider, shell: str, silent_port: int
 ) -> None:
-    def settings(base: str):  # type: ignore[no-untyped-def]
+    def settings(base: str) -> Settings:
         return base_settings(
             base,
             {"idp": oidc_connector(idp.issuer)},
@@ -73,7 +73,7 @@ def test_st08_sqlite_write_blocked_by_a_lock_does_not_block_the_loop(
 ) -> None:
     db = tmp_path / "store.db"
 
-    def settings(base: str):  # type: ignore[no-untyped-def]
+    def settings(base: str) -> Settings:
         return base_settings(
             base, {"idp": oidc_connector(idp.issuer)}, store={"url": f"sqlite:///{db}"}
         )
