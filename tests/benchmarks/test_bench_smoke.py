@@ -2,8 +2,10 @@
 
 No timing is asserted (the machines are shared and noisy); what is asserted is what a
 reader of ``benchmarks/results/latest.json`` relies on: every phase ran without error,
-each figure has its median and spread, every target was judged, and the cold-start
-storm cost exactly one token-endpoint call.
+each figure has its median and spread, every target was judged, and the counted facts
+hold: the cold-start storm cost exactly one token-endpoint call, the sidecar peer and
+the Flask header route reuse one token, and with workers sharing Redis the warm path
+makes no Redis round trip while a fresh worker reads the token from Redis.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ def figures() -> dict[str, Any]:
     return run(Config.tiny(("direct", "services", "wsgi", "server", "scale")))
 
 
+@pytest.fixture(scope="module")
+def redis_figures() -> dict[str, Any]:
+    return run(Config.tiny(("redis",)))
+
+
 def test_every_phase_ran_without_error(figures: dict[str, Any]) -> None:
     assert figures["errors"] == {}
-    assert set(figures["skipped"]) <= {"sidecar"}
+    assert figures["skipped"] == {}
 
 
 def test_storm_made_exactly_one_token_call(figures: dict[str, Any]) -> None:
@@ -55,11 +62,28 @@ def test_service_facts_hold(figures: dict[str, Any]) -> None:
     assert figures["facts"]["locks_watched"] > 0
 
 
+def test_sidecar_peer_is_measured_against_the_in_process_call(figures: dict[str, Any]) -> None:
+    calls = figures["sidecar"]["calls"]
+    assert set(calls) == {"bare", "sidecar_route", "sidecar_header", "authorization_header"}
+    for entry in calls.values():
+        assert 0 < entry["p25"] <= entry["median"] <= entry["p75"]
+    assert figures["facts"]["sidecar_token_calls_for_two_headers"] == 1
+    assert figures["ratios"]["sidecar_vs_authorization_header"]["median"] > 0
+    assert "sidecar_route" in figures["ratios"]["vs_bare"]
+
+
+def test_wsgi_scenario_5_flask_header_route(figures: dict[str, Any]) -> None:
+    entry = figures["wsgi"]["calls"]["flask_header"]
+    assert 0 < entry["p25"] <= entry["median"] <= entry["p75"]
+    assert figures["wsgi"]["vs_floor"]["flask_header"]["median"] > 0
+    assert "7. Flask + authrelay, authorization_header() (warm)" in table(figures)
+
+
 def test_every_target_is_judged(figures: dict[str, Any]) -> None:
     targets = {t["id"]: t for t in figures["targets"]}
-    assert len(targets) == 17
+    assert len(targets) == 18
     measured = {t_id for t_id, t in targets.items() if t["met"] is not None}
-    assert measured >= set(targets) - {"T12"}  # T12 needs authrelay's sidecar
+    assert measured == set(targets) - {"T18"}  # T18 is the redis phase's
     for target in targets.values():
         assert target["met"] in (True, False, None)
 
@@ -78,3 +102,37 @@ def test_command_line_rejects_unknown_phase(
     status = main(["--quick", "--phases", "nope", "--out", str(tmp_path)])
     assert status == 1
     assert "nope" in json.loads((tmp_path / "quick.json").read_text())["errors"]
+
+
+@pytest.mark.redis
+def test_redis_warm_path_makes_no_round_trip(redis_figures: dict[str, Any]) -> None:
+    assert redis_figures["errors"] == {}
+    trips = redis_figures["redis"]["round_trips"]
+    assert trips["per_request"]["warm"]["max"] == 0
+    assert "warm" not in trips["commands"]  # nothing at all was sent to Redis
+    assert trips["token_calls"]["warm"] == 0
+    t18 = next(t for t in redis_figures["targets"] if t["id"] == "T18")
+    assert t18["met"] is True
+
+
+@pytest.mark.redis
+def test_redis_fresh_worker_reads_redis_and_cold_path_calls_the_provider(
+    redis_figures: dict[str, Any],
+) -> None:
+    trips = redis_figures["redis"]["round_trips"]
+    assert trips["token_calls"]["worker_cold"] == 0
+    assert trips["per_request"]["worker_cold"]["min"] >= 1
+    assert trips["commands"]["worker_cold"]["HMGET"] >= trips["users"]
+    assert trips["token_calls"]["cold"] == trips["users"]
+    assert trips["per_request"]["cold"]["min"] > trips["per_request"]["worker_cold"]["max"]
+
+
+@pytest.mark.redis
+def test_redis_workers_share_one_token_and_clean_up(redis_figures: dict[str, Any]) -> None:
+    section = redis_figures["redis"]
+    assert set(section["rps"]) == {"1", "2", "4"}
+    for entry in section["rps"].values():
+        assert entry["median"] > 0
+    assert section["token_calls_for_all_workers"] == 1
+    assert section["keys_deleted"] > 0
+    assert "Several workers sharing Redis (issue #6)" in markdown(redis_figures)
