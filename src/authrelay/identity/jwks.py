@@ -90,13 +90,8 @@ _HASHES: dict[str, hashes.HashAlgorithm] = {
 
 
 def signature_check(key: Key, alg: str) -> SignatureCheck:
-    """How ``key`` verifies ``alg`` signatures, set up once: the ``cryptography`` public key
-    taken out of the JWK, padding and hash objects built ahead of the first token.
-
-    The checks are joserfc's (RFC 7518 §3.3-3.5, RFC 8037 §3.1) without their per-call
-    set-up; an algorithm not listed here falls back to joserfc's own. ``key_fits`` must
-    have accepted ``(key, alg)``.
-    """
+    """How ``key`` verifies ``alg`` (``key_fits`` accepted it), set up once: joserfc's checks
+    (RFC 7518 §3.3-3.5, RFC 8037 §3.1) minus their per-call set-up; others use joserfc."""
     family, bits = alg[:2], alg[2:]
     public: Any = key.get_op_key("verify")
     if family == "RS" and bits in _HASHES:
@@ -135,10 +130,11 @@ def _ec_check(public: Any, length: int, ecdsa: ec.ECDSA) -> SignatureCheck:
     def check(signing_input: bytes, signature: bytes) -> bool:
         if len(signature) != 2 * length:
             return False
-        r = int.from_bytes(signature[:length], "big")
-        s = int.from_bytes(signature[length:], "big")
+        der = encode_dss_signature(
+            int.from_bytes(signature[:length], "big"), int.from_bytes(signature[length:], "big")
+        )
         try:
-            verify(encode_dss_signature(r, s), signing_input, ecdsa)
+            verify(der, signing_input, ecdsa)
         except InvalidSignature:
             return False
         return True
@@ -147,13 +143,11 @@ def _ec_check(public: Any, length: int, ecdsa: ec.ECDSA) -> SignatureCheck:
 
 
 def _eddsa_check(public: Any) -> SignatureCheck:
-    if not isinstance(public, Ed25519PublicKey | Ed448PublicKey):
-        return lambda signing_input, signature: False
-    verify = public.verify
-
     def check(signing_input: bytes, signature: bytes) -> bool:
+        if not isinstance(public, Ed25519PublicKey | Ed448PublicKey):
+            return False
         try:
-            verify(signature, signing_input)
+            public.verify(signature, signing_input)
         except InvalidSignature:
             return False
         return True
