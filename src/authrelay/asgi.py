@@ -162,8 +162,12 @@ class AuthRelayMiddleware:
         self, scope: Scope, receive: Receive, send: Send, resolution: Resolution
     ) -> None:
         headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            if name == "cookie" and name in headers:  # HTTP/2 may split cookies (RFC 9113 §8.2.3)
+                headers[name] = f"{headers[name]}; {value}"
+            else:
+                headers.setdefault(name, value)
         body = b""
         if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
             body_or_none = await _read_body(receive)

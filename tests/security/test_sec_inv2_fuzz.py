@@ -378,11 +378,6 @@ def test_inv2_wsgi_fuzz_never_500(idp: IdentityProvider, seed: int) -> None:
     _check(statuses, idp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asgi.py builds the route's headers with setdefault: a second Cookie header "
-    "(HTTP/2 may split cookies, RFC 9113 §8.2.3) is dropped, so the login binding is lost",
-)
 def test_ac04_asgi_split_cookie_headers_keep_the_login_binding(idp: IdentityProvider) -> None:
     relay = _relay(idp)
     app = AuthRelayMiddleware(asgi_app, relay=relay)
