@@ -21,6 +21,7 @@ from typing import Any, Self
 import httpx
 
 from ..errors import DownstreamClientError, DownstreamServerError
+from ..observability import span
 from ..principal import Credentials, Principal
 from .acquire import header_flow
 from .options import DEFAULT_OPTIONS, CallOptions
@@ -231,12 +232,15 @@ class AsyncServiceClient(_Base):
         flow = header_flow(
             runtime, self._principal, self._credentials, self._options, key, stale=stale
         )
-        return await runtime.registry.async_driver.run(flow)
+        with span("authrelay.acquire_token", service=runtime.name, flow=runtime.flow):
+            return await runtime.registry.async_driver.run(flow)
 
     async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """Send a request through the pooled client with this caller's authorization."""
         kwargs["auth"] = self._auth
-        return await self._runtime.async_client.request(method, url, **kwargs)
+        runtime = self._runtime
+        with span("authrelay.downstream", service=runtime.name, method=method):
+            return await runtime.async_client.request(method, url, **kwargs)
 
     async def get(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """``GET``."""
@@ -295,12 +299,15 @@ class SyncServiceClient(_Base):
         flow = header_flow(
             runtime, self._principal, self._credentials, self._options, key, stale=stale
         )
-        return runtime.registry.sync_driver.run(flow)
+        with span("authrelay.acquire_token", service=runtime.name, flow=runtime.flow):
+            return runtime.registry.sync_driver.run(flow)
 
     def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """Send a request through the pooled client with this caller's authorization."""
         kwargs["auth"] = self._auth
-        return self._runtime.sync_client.request(method, url, **kwargs)
+        runtime = self._runtime
+        with span("authrelay.downstream", service=runtime.name, method=method):
+            return runtime.sync_client.request(method, url, **kwargs)
 
     def get(self, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """``GET``."""
