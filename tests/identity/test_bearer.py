@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -14,12 +13,8 @@ from bearer_idp import (
     CLIENT_ID,
     CLIENT_SECRET,
     DROP,
-    Dispatcher,
     FakeClock,
     MiniIdP,
-    driver_for_test,
-    fresh_idp,
-    running_server,
 )
 from starlette.responses import Response
 
@@ -33,26 +28,6 @@ from authrelay.errors import (
 from authrelay.identity.bearer import BearerVerifier, scopes_of
 from authrelay.identity.jwks import JwksCache, SignatureCheck
 from authrelay.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Dispatcher]]:
-    yield from running_server()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def idp(server: tuple[str, Dispatcher], clock: FakeClock) -> MiniIdP:
-    return fresh_idp(server, clock)
-
-
-@pytest.fixture
-def driver() -> Iterator[SyncDriver]:
-    yield from driver_for_test()
 
 
 def settings_for(idp: MiniIdP, **bearer: Any) -> Settings:

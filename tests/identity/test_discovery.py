@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from bearer_idp import (
     Dispatcher,
     FakeClock,
     MiniIdP,
-    driver_for_test,
-    fresh_idp,
     install,
-    running_server,
 )
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -27,26 +22,6 @@ from authrelay.identity.discovery import (
 from authrelay.settings import HttpSettings
 
 HTTP = HttpSettings(allow_insecure_loopback=True)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Dispatcher]]:
-    yield from running_server()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def idp(server: tuple[str, Dispatcher], clock: FakeClock) -> MiniIdP:
-    return fresh_idp(server, clock)
-
-
-@pytest.fixture
-def driver() -> Iterator[SyncDriver]:
-    yield from driver_for_test()
 
 
 def discover(idp: MiniIdP, clock: FakeClock, issuer: str | None = None) -> Discovery:

@@ -8,18 +8,14 @@ pin that every verdict they touch is the one a cold path gives.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from bearer_idp import (
     AUDIENCE,
-    Dispatcher,
     FakeClock,
     MiniIdP,
     b64,
-    driver_for_test,
-    fresh_idp,
-    running_server,
     sign_raw,
 )
 from joserfc.jwk import ECKey, OKPKey
@@ -37,26 +33,6 @@ from authrelay.settings import HttpSettings
 HTTP = HttpSettings(allow_insecure_loopback=True)
 
 Verify = Callable[[str], VerifiedJwt]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Dispatcher]]:
-    yield from running_server()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def idp(server: tuple[str, Dispatcher], clock: FakeClock) -> MiniIdP:
-    return fresh_idp(server, clock)
-
-
-@pytest.fixture
-def driver() -> Iterator[SyncDriver]:
-    yield from driver_for_test()
 
 
 def verifier(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -17,9 +16,6 @@ from bearer_idp import (
     Dispatcher,
     FakeClock,
     MiniIdP,
-    driver_for_test,
-    fresh_idp,
-    running_server,
 )
 from starlette.responses import JSONResponse, Response
 
@@ -30,26 +26,6 @@ from authrelay.identity.introspection import Introspector, basic_authorization
 from authrelay.settings import ClientSettings, HttpSettings, Settings
 
 TOKEN = "opaque-Token_value~canary.1234"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Dispatcher]]:
-    yield from running_server()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def idp(server: tuple[str, Dispatcher], clock: FakeClock) -> MiniIdP:
-    return fresh_idp(server, clock)
-
-
-@pytest.fixture
-def driver() -> Iterator[SyncDriver]:
-    yield from driver_for_test()
 
 
 def settings_for(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import anyio
 import httpx
@@ -13,9 +12,6 @@ from bearer_idp import (
     FakeClock,
     MiniIdP,
     b64,
-    driver_for_test,
-    fresh_idp,
-    running_server,
 )
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
@@ -27,26 +23,6 @@ from authrelay.identity.jwks import JwksCache, parse_jwks
 from authrelay.settings import HttpSettings
 
 HTTP = HttpSettings(allow_insecure_loopback=True)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Dispatcher]]:
-    yield from running_server()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def idp(server: tuple[str, Dispatcher], clock: FakeClock) -> MiniIdP:
-    return fresh_idp(server, clock)
-
-
-@pytest.fixture
-def driver() -> Iterator[SyncDriver]:
-    yield from driver_for_test()
 
 
 @pytest.fixture

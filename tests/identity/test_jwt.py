@@ -6,19 +6,15 @@ import hashlib
 import hmac
 import importlib.metadata
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from bearer_idp import (
     AUDIENCE,
     DROP,
-    Dispatcher,
     FakeClock,
     MiniIdP,
     b64,
-    driver_for_test,
-    fresh_idp,
-    running_server,
     sign_raw,
 )
 from joserfc.jwk import ECKey, OKPKey, RSAKey
@@ -40,26 +36,6 @@ HTTP = HttpSettings(allow_insecure_loopback=True)
 DEFAULT_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 
 Verify = Callable[[str], VerifiedJwt]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Dispatcher]]:
-    yield from running_server()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def idp(server: tuple[str, Dispatcher], clock: FakeClock) -> MiniIdP:
-    return fresh_idp(server, clock)
-
-
-@pytest.fixture
-def driver() -> Iterator[SyncDriver]:
-    yield from driver_for_test()
 
 
 def make_verify(
