@@ -10,7 +10,9 @@ from connector_helpers import query_of, run_app
 from authrelay.testing import IdentityProvider
 
 
-def test_ac01_ac05_login_redirect_has_pkce_s256_and_meaningless_state_nonce(idp: IdentityProvider) -> None:
+def test_ac01_ac05_login_redirect_has_pkce_s256_and_meaningless_state_nonce(
+    idp: IdentityProvider,
+) -> None:
     with run_app(idp) as app:
         start = app.client.get(f"{app.base}/auth/idp/login", params={"next": "/after"})
     assert start.status_code == 302
