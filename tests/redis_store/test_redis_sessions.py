@@ -33,6 +33,8 @@ def test_se06_logout_on_one_worker_ends_the_session_on_the_other(prefix: str) ->
         )
         cookie = header.split(";", 1)[0]
         assert resolve(second, cookie) == "alice"  # now cached in the second worker
+        # Pub/sub keeps no backlog: wait until the second worker's listener is subscribed.
+        assert second.backend.hub.connected.wait(5)  # type: ignore[attr-defined]
         state = first.sessions.open_cookie(cookie.split("=", 1)[1])
         assert state is not None
         first.sync_driver.run(first.sessions.destroy(state.session_id))
