@@ -29,7 +29,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "constant_time_equals",
-    "fingerprint",
+    "fingerprint_of",
     "random_token",
 ]
 
@@ -57,7 +57,7 @@ def random_token(nbytes: int = 32) -> str:
     return b64url_encode(os.urandom(nbytes))
 
 
-def fingerprint(secret: str | bytes) -> str:
+def fingerprint_of(secret: str | bytes) -> str:
     """A non-reversible fingerprint for logs: the first 8 hex chars of SHA-256 (INV-1)."""
     data = secret.encode() if isinstance(secret, str) else secret
     return hashlib.sha256(data).hexdigest()[:8]

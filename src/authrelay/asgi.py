@@ -1,4 +1,4 @@
-"""The ASGI shell: pure ASGI middleware (no ``BaseHTTPMiddleware``).
+"""The ASGI shell: pure ASGI middleware, a plain class that never wraps the request.
 
 Per request it resolves the caller (cache first, then the sans-IO flow on the async
 driver), sets ``scope["user"]``, ``scope["auth"]`` and ``scope["state"]["services"]``,

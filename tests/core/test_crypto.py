@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authrelay._crypto import DecryptionFailed, KeyRing, fingerprint, random_token
+from authrelay._crypto import DecryptionFailed, KeyRing, fingerprint_of, random_token
 
 A, B = b"a" * 32, b"b" * 32
 
@@ -57,4 +57,4 @@ def test_se01_random_tokens_are_long_and_distinct() -> None:
     tokens = {random_token() for _ in range(1000)}
     assert len(tokens) == 1000
     assert all(len(t) >= 43 for t in tokens)
-    assert len(fingerprint("secret")) == 8 and "secret" not in fingerprint("secret")
+    assert len(fingerprint_of("secret")) == 8 and "secret" not in fingerprint_of("secret")

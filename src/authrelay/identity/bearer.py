@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._crypto import fingerprint
+from .._crypto import fingerprint_of
 from .._io import Flow
 from ..errors import (
     ConfigurationError,
@@ -178,7 +178,9 @@ class BearerVerifier:
         elif self._introspector is not None:
             result = yield from self._introspector.introspect(token)
             if not result.active:
-                logger.info("bearer_rejected reason=%s token=%s", result.reason, fingerprint(token))
+                logger.info(
+                    "bearer_rejected reason=%s token=%s", result.reason, fingerprint_of(token)
+                )
                 self._cache.put(key, result.cache_until, (None, ()))
                 raise InvalidToken(reason=result.reason)
             claims = result.claims

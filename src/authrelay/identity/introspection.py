@@ -34,7 +34,7 @@ from urllib.parse import quote_plus
 import httpx
 
 from .. import _io
-from .._crypto import fingerprint
+from .._crypto import fingerprint_of
 from .._io import Flow
 from .._types import Clock
 from ..errors import ConfigurationError, IdentityProviderUnavailable
@@ -163,7 +163,7 @@ class Introspector:
             logger.warning(
                 "introspection_unavailable reason=%s token=%s",
                 type(exc).__name__,
-                fingerprint(token),
+                fingerprint_of(token),
             )
             raise _unavailable() from None
         status = response.status_code

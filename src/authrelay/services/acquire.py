@@ -32,7 +32,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._crypto import fingerprint
+from .._crypto import fingerprint_of
 from .._io import Flow, Shared
 from ..errors import (
     AuthRelayError,
@@ -172,7 +172,7 @@ def _acquire_once(
         "token_acquired service=%s flow=%s fingerprint=%s expires_in=%d",
         runtime.name,
         flow,
-        fingerprint(token.value),
+        fingerprint_of(token.value),
         int(token.expires_at - runtime.clock()),
     )
     entry = cache.put(key, token, runtime.header_for(token), runtime.margin, until=until)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._crypto import DecryptionFailed, KeyRing, fingerprint
+from .._crypto import DecryptionFailed, KeyRing, fingerprint_of
 from .._io import Flow, StoreOp
 from .._types import Clock
 from ..tokens.model import AccessToken
@@ -110,11 +110,11 @@ class SharedTokenStore:
             logger.warning(
                 "store_decrypt_failed key_id=%s fingerprint=%s",
                 self._ring.key_id_of(sealed) if len(sealed) >= 5 else "-",
-                fingerprint(key),
+                fingerprint_of(key),
             )
             return None, int(version)
         except (ValueError, KeyError, TypeError):
-            logger.warning("store_record_malformed fingerprint=%s", fingerprint(key))
+            logger.warning("store_record_malformed fingerprint=%s", fingerprint_of(key))
             return None, int(version)
         return record, int(version)
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from .._crypto import DecryptionFailed, KeyRing, fingerprint, random_token
+from .._crypto import DecryptionFailed, KeyRing, fingerprint_of, random_token
 from .._io import Flow, StoreOp
 from .._types import Clock
 from .records import LinkRecord, StoredTokens, Transaction
@@ -71,7 +71,7 @@ class TokenStore:
             logger.warning(
                 "store_decrypt_failed key_id=%s fingerprint=%s",
                 self._ring.key_id_of(sealed) if len(sealed) >= 5 else "-",
-                fingerprint(key),
+                fingerprint_of(key),
             )
             return None
         return plain
@@ -123,7 +123,7 @@ class TokenStore:
         try:
             return StoredTokens.from_json(plain), version
         except (ValueError, KeyError, TypeError):
-            logger.warning("store_record_malformed fingerprint=%s", fingerprint(key))
+            logger.warning("store_record_malformed fingerprint=%s", fingerprint_of(key))
             return None, version
 
     def save_tokens(

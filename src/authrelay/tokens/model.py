@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._crypto import fingerprint
+from .._crypto import fingerprint_of
 
 __all__ = ["AccessToken", "TokenResponse"]
 
@@ -27,7 +27,7 @@ class AccessToken:
 
     def __repr__(self) -> str:
         return (
-            f"AccessToken(fingerprint={fingerprint(self.value)!r}, "
+            f"AccessToken(fingerprint={fingerprint_of(self.value)!r}, "
             f"expires_at={self.expires_at!r}, scopes={list(self.scopes)!r})"
         )
 
@@ -51,6 +51,6 @@ class TokenResponse:
 
     def __repr__(self) -> str:
         return (
-            f"TokenResponse(fingerprint={fingerprint(self.access_token)!r}, "
+            f"TokenResponse(fingerprint={fingerprint_of(self.access_token)!r}, "
             f"token_type={self.token_type!r}, expires_in={self.expires_in!r})"
         )
