@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,13 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.client
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
-
-from authrelay.testing import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = "scaleout-tests-secret-key-00000000"
@@ -104,43 +100,6 @@ class Downstream:
                 "expired", 401, headers={"www-authenticate": 'Bearer error="invalid_token"'}
             )
         return JSONResponse({"ok": True})
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a loopback port that a test stops and starts."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            for _ in range(200):
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            pytest.fail("the throwaway redis-server did not start")
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @contextmanager

@@ -5,10 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 from scale_app import build
-from scale_support import RedisServer, settings_data, token_requests
+from scale_support import settings_data, token_requests
 
 from authrelay import Relay, Settings
 from authrelay.testing import IdentityProvider, serve_asgi
+from authrelay.testing.servers import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
