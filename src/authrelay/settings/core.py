@@ -162,6 +162,18 @@ class RoutesSettings(Section):
         return value
 
 
+REDIS_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+)
+"""Store URL schemes served by the Redis backend (one server, Sentinel, Cluster)."""
+STORE_SCHEMES = ("memory://", "sqlite:///", *REDIS_SCHEMES)
+
+
 class StoreSettings(Section):
     """Where sessions, links and tokens live; values are encrypted at rest (ST-01)."""
 
@@ -173,9 +185,12 @@ class StoreSettings(Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        schemes = ("memory://", "sqlite:///", "redis://", "rediss://", "redis+sentinel://")
-        if not value.startswith(schemes):
-            raise ValueError(f"unsupported store url; use one of {', '.join(schemes)}")
+        if not value.startswith(STORE_SCHEMES):
+            raise ValueError(f"unsupported store url; use one of {', '.join(STORE_SCHEMES)}")
+        if value.startswith(REDIS_SCHEMES[2:]):
+            from ..stores.redis_scripts import parse_multi_host_url
+
+            parse_multi_host_url(value)  # a malformed Sentinel or Cluster url fails at start
         return value
 
 

@@ -6,6 +6,7 @@ import time
 
 from .._types import Clock
 from ..settings import StoreSettings
+from ..settings.core import REDIS_SCHEMES
 from .base import AsyncBackend, Backend, Versioned
 from .memory import AsyncMemoryBackend, MemoryBackend
 
@@ -25,7 +26,7 @@ def open_backends(
 
         sqlite = SQLiteBackend(path_from_url(url), clock=clock)
         return sqlite, AsyncSQLiteBackend(sqlite)
-    if url.startswith(("redis://", "rediss://", "redis+sentinel://")):
+    if url.startswith(REDIS_SCHEMES):
         from .redis import AsyncRedisBackend, RedisBackend
 
         redis = RedisBackend(url, namespace=settings.key_prefix, timeout=settings.timeout)

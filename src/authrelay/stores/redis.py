@@ -1,10 +1,10 @@
-"""Redis storage (``redis://``, ``rediss://``, ``redis+sentinel://``): many workers, many hosts.
+"""Redis storage (one server, Sentinel or Cluster): many workers, many hosts.
 
 Defends against:
 
 - lost updates between processes and hosts (RT-01, RT-02, ST-10): compare-and-set is a
-  Lua script (check and write in one atomic step) and versions come from a monotonic
-  counter, so they are never reused, not even after a delete (see :mod:`.redis_scripts`);
+  Lua script on one key (check and write in one atomic step, Cluster-safe) and versions
+  only grow, not even a delete brings one back (see :mod:`.redis_scripts`);
 - expired material lingering: a TTL is a Redis ``PEXPIRE``, so Redis removes the value
   itself, whether or not any process is running;
 - a failure read as a miss (ST-04): every Redis or socket error becomes
@@ -19,21 +19,31 @@ Defends against:
 Values are sealed by the layers above (ST-01); key names hold digests, never tokens
 (ST-06), and are used as given (they already carry ``store.key_prefix``, so several apps
 can share one Redis). One connection pool per process (per event loop for the async face).
+
+URLs: ``redis://`` and ``rediss://`` (one server), ``redis+sentinel://`` (the master
+found through Sentinel and followed across failovers) and ``redis+cluster://`` (Redis
+Cluster, nodes discovered from the seeds); ``rediss+…`` adds TLS. Under Cluster the
+invalidation listener subscribes on one node: a ``PUBLISH`` reaches every node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.sentinel
+import redis.backoff
 import redis.client
+import redis.cluster
 import redis.exceptions
+import redis.retry
 import redis.sentinel
 
 from ..errors import TokenStoreUnavailable
@@ -41,10 +51,12 @@ from .base import Versioned
 from .redis_pubsub import Invalidation, InvalidationHub
 from .redis_scripts import (
     DELETE_SCRIPT,
+    MULTI_HOST_SCHEMES,
     PUT_SCRIPT,
+    RedisTarget,
     client_options,
     describe_url,
-    parse_sentinel_url,
+    parse_multi_host_url,
 )
 
 __all__ = ["AsyncRedisBackend", "RedisBackend"]
@@ -58,7 +70,12 @@ RETRY_AFTER = 2
 MAX_CONNECTIONS = 32
 """Connections per pool; a burst of requests queues for one instead of opening hundreds."""
 _SCAN_COUNT = 500
-_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+_ERRORS = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,  # no reachable node, slots not covered
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
 def _pool_wait(timeout: float) -> float:
@@ -89,39 +106,95 @@ def _expected(expected_version: int | None) -> str:
     return "" if expected_version is None else str(int(expected_version))
 
 
+def _target(url: str) -> RedisTarget | None:
+    return parse_multi_host_url(url) if url.startswith(tuple(MULTI_HOST_SCHEMES)) else None
+
+
+def _multi_host_options(timeout: float) -> dict[str, Any]:
+    # No retry on the Sentinel or Cluster client's side either: a failed call is a 503 and
+    # the next one finds the new master or topology (Cluster redirections after a
+    # resharding are still followed).
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+    }
+
+
+def _seed_rotation(target: RedisTarget) -> Callable[[], tuple[str, int]]:
+    """Seed nodes in turn, so a listener whose node died reconnects to the next one."""
+    turn = 0
+
+    def following() -> tuple[str, int]:
+        nonlocal turn
+        host = target.hosts[turn % len(target.hosts)]
+        turn += 1
+        return host
+
+    return following
+
+
+_Client = redis.Redis | redis.cluster.RedisCluster
+_AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
 class RedisBackend:
     """The sync face (WSGI): a versioned key-value store on Redis.
 
-    ``namespace`` (``store.key_prefix``) names the version counter
-    (``{namespace}@version``) and the invalidation channel (``{namespace}invalidate``).
+    ``namespace`` (``store.key_prefix``) names the invalidation channel
+    (``{namespace}invalidate``); keys arrive already under it.
     """
 
     def __init__(self, url: str, *, namespace: str = "authrelay:", timeout: float = 0.5) -> None:
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
-        self.counter_key = f"{namespace}@version"
+        self.target = _target(url)
         self.hub = InvalidationHub(f"{namespace}invalidate")
         self._where = describe_url(url)
         self._pid = os.getpid()
-        self._client: redis.Redis | None = None
+        self._client: _Client | None = None
+        self._seeds = _seed_rotation(self.target) if self.target else None
+        self._sentinel: redis.sentinel.Sentinel | None = None
+        self._sentinel_pid = self._pid
 
     def __repr__(self) -> str:
         return f"RedisBackend(url={self._where!r}, namespace={self.namespace!r})"
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def make_client(self) -> redis.Redis:
+    def make_client(self) -> _Client:
         """A new client with its own pool (the store's own client is made once)."""
-        options = client_options(self.timeout)
-        if self.url.startswith("redis+sentinel://"):
-            target = parse_sentinel_url(self.url)
-            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-                list(target.hosts),
-                sentinel_kwargs={**options, "password": target.password, "ssl": target.ssl},
-                **options,
+        target = self.target
+        if target is not None and target.kind == "cluster":
+            return redis.cluster.RedisCluster(
+                startup_nodes=[
+                    redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                    for h, p in target.hosts
+                ],
+                username=target.username,
+                password=target.password,
+                ssl=target.ssl,
+                connection_pool_class=functools.partial(
+                    redis.BlockingConnectionPool, timeout=_pool_wait(self.timeout)
+                ),
+                max_connections=MAX_CONNECTIONS,
+                **_multi_host_options(self.timeout),
             )
-            master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        return self._make_standalone()
+
+    def _make_standalone(self) -> redis.Redis:
+        target = self.target
+        if target is not None:
+            options = _multi_host_options(self.timeout)
+            if self._sentinel is None or self._sentinel_pid != os.getpid():
+                self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                    list(target.hosts),
+                    sentinel_kwargs={**options, "password": target.password, "ssl": target.ssl},
+                    **options,
+                )
+                self._sentinel_pid = os.getpid()
+            master: redis.Redis = self._sentinel.master_for(  # type: ignore[no-untyped-call]
                 target.service,
                 db=target.db,
                 username=target.username,
@@ -130,22 +203,40 @@ class RedisBackend:
             )
             return master
         pool = redis.BlockingConnectionPool.from_url(
-            self.url, max_connections=MAX_CONNECTIONS, timeout=_pool_wait(self.timeout), **options
+            self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=_pool_wait(self.timeout),
+            **client_options(self.timeout),
         )
         return redis.Redis.from_pool(pool)
 
+    def make_listener_client(self) -> redis.Redis:
+        """A client for the invalidation listener: under Cluster, one node (seeds in turn)."""
+        target = self.target
+        if target is None or target.kind != "cluster" or self._seeds is None:
+            return self._make_standalone()
+        host, port = self._seeds()
+        return redis.Redis(
+            host=host,
+            port=port,
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            **_multi_host_options(self.timeout),
+        )
+
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> _Client:
         """The process's client (made again after a fork: a pool is never shared)."""
         if self._client is None or self._pid != os.getpid():
             self._client = self.make_client()
             self._pid = os.getpid()
             self._put = self._client.register_script(PUT_SCRIPT)
             self._delete = self._client.register_script(DELETE_SCRIPT)
-        self.hub.ensure_thread(self.make_client)
+        self.hub.ensure_thread(self.make_listener_client)
         return self._client
 
-    def _guard(self, operation: Callable[[redis.Redis], T]) -> T:
+    def _guard(self, operation: Callable[[_Client], T]) -> T:
         try:
             return operation(self.client)
         except _ERRORS as exc:
@@ -173,8 +264,8 @@ class RedisBackend:
             _expected(expected_version),
         ]
 
-        def operation(client: redis.Redis) -> int | None:
-            result = self._put(keys=[key, self.counter_key], args=args, client=client)
+        def operation(client: _Client) -> int | None:
+            result = self._put(keys=[key], args=args, client=client)
             return None if result is None else int(result)
 
         return self._guard(operation)
@@ -187,11 +278,9 @@ class RedisBackend:
     def keys(self, prefix: str) -> list[str]:
         """See :meth:`Backend.keys` (``SCAN``, never ``KEYS``)."""
 
-        def operation(client: redis.Redis) -> list[str]:
+        def operation(client: _Client) -> list[str]:
             found = client.scan_iter(match=_escape(prefix) + "*", count=_SCAN_COUNT)
-            names = {name.decode() if isinstance(name, bytes) else name for name in found}
-            names.discard(self.counter_key)
-            return sorted(names)
+            return sorted({name.decode() if isinstance(name, bytes) else name for name in found})
 
         return self._guard(operation)
 
@@ -211,6 +300,10 @@ class RedisBackend:
         if client is not None:
             with contextlib.suppress(*_ERRORS):
                 client.close()
+        sentinel, self._sentinel = self._sentinel, None
+        for watcher in sentinel.sentinels if sentinel is not None else ():
+            with contextlib.suppress(*_ERRORS):
+                watcher.close()
 
 
 class AsyncRedisBackend:
@@ -219,23 +312,44 @@ class AsyncRedisBackend:
     def __init__(self, backend: RedisBackend) -> None:
         self.sync = backend
         self.hub = backend.hub
-        self._client: redis.asyncio.Redis | None = None
+        self._client: _AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sentinel: redis.asyncio.sentinel.Sentinel | None = None
+        self._sentinel_loop: asyncio.AbstractEventLoop | None = None
+        self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._ready = asyncio.Lock()
+        self._ready_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"AsyncRedisBackend({self.sync!r})"
 
-    def make_client(self) -> redis.asyncio.Redis:
+    def make_client(self) -> _AsyncClient:
         """A new asyncio client with its own pool."""
-        url, options = self.sync.url, client_options(self.sync.timeout)
-        if url.startswith("redis+sentinel://"):
-            target = parse_sentinel_url(url)
-            sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-                list(target.hosts),
-                sentinel_kwargs={**options, "password": target.password, "ssl": target.ssl},
-                **options,
+        target = self.sync.target
+        if target is not None and target.kind == "cluster":
+            return redis.asyncio.cluster.RedisCluster(
+                startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.hosts],
+                username=target.username,
+                password=target.password,
+                ssl=target.ssl,
+                max_connections=MAX_CONNECTIONS,
+                **_multi_host_options(self.sync.timeout),
             )
-            master: redis.asyncio.Redis = sentinel.master_for(
+        return self._make_standalone()
+
+    def _make_standalone(self) -> redis.asyncio.Redis:
+        target, timeout = self.sync.target, self.sync.timeout
+        if target is not None:
+            options = _multi_host_options(timeout)
+            loop = asyncio.get_running_loop()
+            if self._sentinel is None or self._sentinel_loop is not loop:
+                self._sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                    list(target.hosts),
+                    sentinel_kwargs={**options, "password": target.password, "ssl": target.ssl},
+                    **options,
+                )
+                self._sentinel_loop = loop
+            master: redis.asyncio.Redis = self._sentinel.master_for(
                 target.service,
                 db=target.db,
                 username=target.username,
@@ -244,11 +358,29 @@ class AsyncRedisBackend:
             )
             return master
         pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=_pool_wait(self.sync.timeout), **options
+            self.sync.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=_pool_wait(timeout),
+            **client_options(timeout),
         )
         return redis.asyncio.Redis.from_pool(pool)
 
-    def _current(self) -> redis.asyncio.Redis:
+    def make_listener_client(self) -> redis.asyncio.Redis:
+        """See :meth:`RedisBackend.make_listener_client`."""
+        target = self.sync.target
+        if target is None or target.kind != "cluster" or self.sync._seeds is None:
+            return self._make_standalone()
+        host, port = self.sync._seeds()
+        return redis.asyncio.Redis(
+            host=host,
+            port=port,
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            **_multi_host_options(self.sync.timeout),
+        )
+
+    def _current(self) -> _AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             # A pool belongs to one event loop; a new loop (tests, lifespan restarts) gets
@@ -256,19 +388,37 @@ class AsyncRedisBackend:
             self._client, self._loop = self.make_client(), loop
             self._put = self._client.register_script(PUT_SCRIPT)
             self._delete = self._client.register_script(DELETE_SCRIPT)
-        self.hub.ensure_task(self.make_client)
+            if isinstance(self._client, redis.asyncio.cluster.RedisCluster):
+                self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
+                self._ready = asyncio.Lock()
+        self.hub.ensure_task(self.make_listener_client)
         return self._client
 
-    async def _guard(self, operation: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+    async def _guard(self, operation: Callable[[_AsyncClient], Awaitable[T]]) -> T:
         try:
-            return await operation(self._current())
+            client = self._current()
+            if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+                return await operation(client)
+            # redis-py's async Cluster pool cannot queue (past its size it raises) and its
+            # lazy start races under a burst: discover the nodes once, then queue here.
+            if self._ready_loop is not self._loop:
+                async with self._ready:
+                    if self._ready_loop is not self._loop:
+                        await client.initialize()
+                        self._ready_loop = self._loop
+            async with asyncio.timeout(_pool_wait(self.sync.timeout)):
+                await self._gate.acquire()
+            try:
+                return await operation(client)
+            finally:
+                self._gate.release()
         except _ERRORS as exc:
             raise _unavailable(exc, self.sync._where) from None
 
     async def get(self, key: str) -> Versioned | None:
         """See :meth:`Backend.get`."""
 
-        async def operation(client: redis.asyncio.Redis) -> Versioned | None:
+        async def operation(client: _AsyncClient) -> Versioned | None:
             return _versioned(await client.hmget(key, ["v", "n"]))
 
         return await self._guard(operation)
@@ -289,8 +439,8 @@ class AsyncRedisBackend:
             _expected(expected_version),
         ]
 
-        async def operation(client: redis.asyncio.Redis) -> int | None:
-            result = await self._put(keys=[key, self.sync.counter_key], args=args, client=client)
+        async def operation(client: _AsyncClient) -> int | None:
+            result = await self._put(keys=[key], args=args, client=client)
             return None if result is None else int(result)
 
         return await self._guard(operation)
@@ -299,7 +449,7 @@ class AsyncRedisBackend:
         """See :meth:`Backend.delete`."""
         args = [self.hub.channel, _expected(expected_version)]
 
-        async def operation(client: redis.asyncio.Redis) -> bool:
+        async def operation(client: _AsyncClient) -> bool:
             return bool(await self._delete(keys=[key], args=args, client=client))
 
         return await self._guard(operation)
@@ -307,11 +457,10 @@ class AsyncRedisBackend:
     async def keys(self, prefix: str) -> list[str]:
         """See :meth:`Backend.keys` (``SCAN``, never ``KEYS``)."""
 
-        async def operation(client: redis.asyncio.Redis) -> list[str]:
+        async def operation(client: _AsyncClient) -> list[str]:
             names: set[str] = set()
             async for name in client.scan_iter(match=_escape(prefix) + "*", count=_SCAN_COUNT):
                 names.add(name.decode() if isinstance(name, bytes) else name)
-            names.discard(self.sync.counter_key)
             return sorted(names)
 
         return await self._guard(operation)
@@ -327,3 +476,8 @@ class AsyncRedisBackend:
         if client is not None and self._loop is asyncio.get_running_loop():
             with contextlib.suppress(*_ERRORS):
                 await client.aclose()
+        sentinel, self._sentinel = self._sentinel, None
+        if sentinel is not None and self._sentinel_loop is asyncio.get_running_loop():
+            for watcher in sentinel.sentinels:
+                with contextlib.suppress(*_ERRORS):
+                    await watcher.aclose()
