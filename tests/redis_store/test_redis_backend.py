@@ -8,7 +8,7 @@ import anyio
 import httpx
 import pytest
 import redis.client
-from _redis_helpers import REDIS_URL
+from _redis_helpers import REDIS_URL, check_versioned_contract
 
 from authrelay._crypto import KeyRing
 from authrelay._io import AsyncDriver, SyncDriver
@@ -16,7 +16,7 @@ from authrelay.settings import StoreSettings
 from authrelay.stores import open_backends
 from authrelay.stores.base import AsyncBackend, Backend
 from authrelay.stores.redis import AsyncRedisBackend, RedisBackend
-from authrelay.stores.redis_scripts import parse_sentinel_url
+from authrelay.stores.redis_scripts import parse_multi_host_url
 from authrelay.stores.tokens import StoredTokens, TokenStore
 
 pytestmark = pytest.mark.redis
@@ -32,26 +32,7 @@ def test_protocol_faces(backend: RedisBackend, async_backend: AsyncRedisBackend)
 
 
 def test_cas_and_versions_never_reused(backend: RedisBackend, prefix: str) -> None:
-    key = prefix + "k"
-    assert backend.get(key) is None
-    v1 = backend.put(key, b"one", expected_version=0)
-    assert v1 is not None
-    assert backend.put(key, b"dup", expected_version=0) is None
-    assert backend.get(key) == (b"one", v1)
-    v2 = backend.put(key, b"two", expected_version=v1)
-    assert v2 is not None and v2 > v1
-    assert backend.put(key, b"stale", expected_version=v1) is None
-    assert backend.get(key) == (b"two", v2)
-    assert backend.delete(key, expected_version=v1) is False
-    assert backend.delete(key, expected_version=v2) is True
-    assert backend.delete(key) is False
-    assert backend.get(key) is None
-    # A writer still holding v1 or v2 can never match again, even though the key is new.
-    v3 = backend.put(key, b"again", expected_version=0)
-    assert v3 is not None and v3 > v2
-    assert backend.put(key, b"late", expected_version=v2) is None
-    assert backend.put(key, b"late", expected_version=v1) is None
-    assert backend.put(key, b"blind") is not None  # no expectation: last writer wins
+    check_versioned_contract(backend, prefix)
 
 
 def test_ttl_is_enforced_by_redis_itself(
@@ -80,8 +61,6 @@ def test_keys_use_scan_with_an_escaped_prefix(backend: RedisBackend, prefix: str
     assert backend.keys(prefix + "a:") == [prefix + "a:1", prefix + "a:2"]
     # Glob characters in a prefix are literal, never a pattern.
     assert backend.keys(prefix + "a*") == [prefix + "a*:1"]
-    # The version counter is not a record.
-    assert prefix + "@version" not in backend.keys(prefix)
     assert len(backend.keys(prefix)) == 5
 
 
@@ -180,15 +159,39 @@ def test_repr_never_shows_credentials() -> None:
 
 
 def test_sentinel_url_is_parsed_without_leaking_the_password() -> None:
-    target = parse_sentinel_url(
-        "redis+sentinel://app:s3cr%40t@10.0.0.1:26379,[::1]:26380/mymaster/2?ssl=true"
+    target = parse_multi_host_url(
+        "redis+sentinel://app:s3cr%40t@10.0.0.1:26379,[::1]:26380,[::2]/mymaster/2?ssl=true"
     )
-    assert target.hosts == (("10.0.0.1", 26379), ("::1", 26380))
+    assert target.kind == "sentinel"
+    assert target.hosts == (("10.0.0.1", 26379), ("::1", 26380), ("::2", 26379))
     assert (target.service, target.db, target.username) == ("mymaster", 2, "app")
     assert target.password == "s3cr@t" and target.ssl is True
     assert "s3cr" not in repr(target)
-    assert parse_sentinel_url("redis+sentinel://h/svc").hosts == (("h", 26379),)
+    assert parse_multi_host_url("redis+sentinel://h/svc").hosts == (("h", 26379),)
+    assert parse_multi_host_url("rediss+sentinel://h/svc").ssl is True
     with pytest.raises(ValueError, match="no service"):
-        parse_sentinel_url("redis+sentinel://h:26379")
+        parse_multi_host_url("redis+sentinel://h:26379")
+    with pytest.raises(ValueError, match="not a number"):
+        parse_multi_host_url("redis+sentinel://h:port/svc")
     store = RedisBackend("redis+sentinel://:pw-canary@h:26379/svc")
     assert "pw-canary" not in repr(store)
+
+
+def test_cluster_url_is_parsed_without_leaking_the_password() -> None:
+    target = parse_multi_host_url("rediss+cluster://ops:pw-canary@n1:7000,n2,[fd00::3]:7002")
+    assert target.kind == "cluster" and target.ssl is True
+    assert target.hosts == (("n1", 7000), ("n2", 6379), ("fd00::3", 7002))
+    assert (target.username, target.password, target.db) == ("ops", "pw-canary", 0)
+    assert "pw-canary" not in repr(target)
+    assert "pw-canary" not in repr(RedisBackend("redis+cluster://:pw-canary@n1:7000"))
+    assert parse_multi_host_url("redis+cluster://n1:7000/0").db == 0
+    with pytest.raises(ValueError, match="database 0 only"):
+        parse_multi_host_url("redis+cluster://n1:7000/2")
+
+
+def test_store_settings_refuse_a_malformed_multi_host_url_at_start() -> None:
+    with pytest.raises(ValueError, match="database 0 only"):
+        StoreSettings(url="redis+cluster://n1:7000/5")
+    with pytest.raises(ValueError, match="no service"):
+        StoreSettings(url="redis+sentinel://s1:26379")
+    assert StoreSettings(url="rediss+cluster://n1:7000,n2:7001").url.startswith("rediss+")

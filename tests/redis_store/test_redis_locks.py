@@ -63,9 +63,13 @@ def drive(flow: Flow[Any], backend: Backend, clock: Clock | None = None) -> Any:
             error = exc
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster", "sentinel"])
 def any_backend(
-    request: pytest.FixtureRequest, tmp_path: Path, backend: RedisBackend, clock: Clock
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    backend: RedisBackend,
+    clock: Clock,
+    prefix: str,
 ) -> Iterator[Backend]:
     if request.param == "memory":
         yield MemoryBackend(clock=clock)
@@ -73,6 +77,11 @@ def any_backend(
         store = SQLiteBackend(tmp_path / "locks.db", clock=clock)
         yield store
         store.close()
+    elif request.param in {"cluster", "sentinel"}:
+        deployment = request.getfixturevalue(f"redis_{request.param}")
+        remote = RedisBackend(deployment.url, namespace=prefix)
+        yield remote
+        remote.close()
     else:
         yield backend
 

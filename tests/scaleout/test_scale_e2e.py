@@ -1,5 +1,6 @@
-"""Two uvicorn processes with the same settings on one Redis: sign in on one, work on the
-other, log out on the other (issue #6 multi-worker end to end, over real HTTP)."""
+"""Two uvicorn processes with the same settings on one Redis (one server, Cluster or
+Sentinel): sign in on one, work on the other, log out on the other (issue #6 multi-worker
+end to end, over real HTTP)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from scale_support import REDIS_URL, Downstream, settings_data, token_requests, uvicorn_worker
+from scale_support import Downstream, settings_data, token_requests, uvicorn_worker
 
 from authrelay.testing import IdentityProvider, free_port, serve_asgi
 
@@ -17,7 +18,7 @@ EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 def test_sign_in_on_worker_a_use_services_and_log_out_on_worker_b(
-    identity_provider_server: IdentityProvider, prefix: str
+    identity_provider_server: IdentityProvider, prefix: str, redis_url: str
 ) -> None:
     idp = identity_provider_server
     port_a, port_b = free_port(), free_port()
@@ -26,7 +27,7 @@ def test_sign_in_on_worker_a_use_services_and_log_out_on_worker_b(
     with serve_asgi(downstream.app) as api:
         # One deployment: both workers have the same settings (one public URL).
         data = settings_data(
-            idp.issuer, REDIS_URL, prefix, downstream=api, public_base_url=base_a, connector=True
+            idp.issuer, redis_url, prefix, downstream=api, public_base_url=base_a, connector=True
         )
         with (
             uvicorn_worker(data, port_a) as worker_a,

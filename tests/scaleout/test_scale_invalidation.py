@@ -44,11 +44,14 @@ def _until(predicate: object, what: str) -> None:
 
 
 def test_downstream_401_in_one_worker_reacquires_once_and_the_others_drop_the_token(
-    identity_provider_server: IdentityProvider, prefix: str, api: tuple[Downstream, str]
+    identity_provider_server: IdentityProvider,
+    prefix: str,
+    api: tuple[Downstream, str],
+    redis_url: str,
 ) -> None:
     idp = identity_provider_server
     downstream, url = api
-    data = settings_data(idp.issuer, REDIS_URL, prefix, downstream=url)
+    data = settings_data(idp.issuer, redis_url, prefix, downstream=url)
     worker_a = Relay(Settings.model_validate(data))
     worker_b = Relay(Settings.model_validate(data))
     try:

@@ -9,7 +9,7 @@ from scale_support import settings_data, token_requests
 
 from authrelay import Relay, Settings
 from authrelay.testing import IdentityProvider, serve_asgi
-from authrelay.testing.servers import RedisServer
+from authrelay.testing.redis_servers import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -1,8 +1,8 @@
 """Several worker processes, one cold service key: one token request in all (issue #6, CL-01).
 
 Each worker is a spawned interpreter with its own relay, caches and connection pools;
-the only thing the workers share is the store (Redis on 127.0.0.1:6379, or one SQLite
-file). 4 workers x 100 concurrent requests must cost exactly one token request at the
+the only thing the workers share is the store (Redis on 127.0.0.1:6379, a Redis Cluster,
+Redis behind Sentinel, or one SQLite file). 4 workers x 100 concurrent requests must cost exactly one token request at the
 provider, and every request must get the same token.
 """
 
@@ -46,7 +46,15 @@ def _run(settings: dict[str, Any], service: str, token: str | None) -> list[Any]
     return reports
 
 
-@pytest.mark.parametrize("store", [pytest.param("redis", marks=pytest.mark.redis), "sqlite"])
+@pytest.mark.parametrize(
+    "store",
+    [
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+        pytest.param("sentinel", marks=pytest.mark.redis),
+        "sqlite",
+    ],
+)
 @pytest.mark.parametrize(
     ("service", "grant"), [("billing", "client_credentials"), ("orders", EXCHANGE)]
 )
@@ -57,9 +65,11 @@ def test_cl01_tx03_four_workers_one_token_request(
     identity_provider_server: IdentityProvider,
     prefix: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     idp = identity_provider_server
-    url = REDIS_URL if store == "redis" else f"sqlite:///{tmp_path / 'authrelay.db'}"
+    urls = {"redis": REDIS_URL, "sqlite": f"sqlite:///{tmp_path / 'authrelay.db'}"}
+    url = urls.get(store) or request.getfixturevalue(f"redis_{store}").url
     token = None
     if service == "orders":
         token = idp.mint_access_token(sub="alice", audience="api://app", expires_in=3600)

@@ -9,6 +9,10 @@ Fixtures:
   below with any :class:`IdentityProvider` argument replaced.
 - ``identity_provider``: in process, issuer ``https://idp.test``.
 - ``identity_provider_server``: the same configuration served on ``http://127.0.0.1:<port>``.
+- ``redis_cluster`` / ``redis_sentinel``: a throwaway Redis Cluster (3 masters) or a
+  Sentinel-watched master and replica, started once per session on loopback ports
+  (``store.url = redis_cluster.url``); they need the ``redis-server`` binaries. A test
+  that kills nodes should start its own :mod:`~authrelay.testing.redis_servers` group.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import pytest
 
 from .models import OAuthClient, Resource, TestUser
 from .provider import IdentityProvider, serve_identity_provider
+from .redis_servers import RedisClusterGroup, RedisSentinelGroup
 
 __all__ = [
     "default_provider_config",
     "identity_provider",
     "identity_provider_server",
     "make_identity_provider",
+    "redis_cluster",
+    "redis_sentinel",
 ]
 
 TEST_ISSUER = "https://idp.test"
@@ -98,3 +105,21 @@ def identity_provider_server(
     idp = make_identity_provider(issuer=None)
     with serve_identity_provider(idp):
         yield idp
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterGroup]:
+    """A Redis Cluster of 3 masters for the whole session; ``redis_cluster.url`` names it."""
+    cluster = RedisClusterGroup(masters=3, replicas=0)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelGroup]:
+    """A master, a replica and a Sentinel for the whole session; ``.url`` names them."""
+    group = RedisSentinelGroup(replicas=1, sentinels=1)
+    group.start()
+    yield group
+    group.stop()
