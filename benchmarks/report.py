@@ -190,35 +190,46 @@ _PATHS = [
 ]
 
 
+_TOPOLOGY = {"cluster": "Redis Cluster", "sentinel": "Redis behind Sentinel"}
+
+
 def _redis_rows(section: dict[str, Any]) -> list[list[str]]:
     rows = [["figure", "value", "p25-p75 / detail", "x 1 worker"]]
-    for workers, d in sorted(section.get("rps", {}).items(), key=lambda item: int(item[0])):
-        factor = section.get("vs_one_worker", {}).get(workers, {}).get("median")
+    servers = sorted(section.get("rps", {}).items(), key=lambda item: (len(item[0]), item[0]))
+    for name, d in servers:
+        workers, _, topology = name.partition(" ")
+        factor = section.get("vs_one_worker", {}).get(name, {}).get("median")
         plural = "" if workers == "1" else "s"
+        where = _TOPOLOGY.get(topology, "Redis")
         rows.append(
             [
-                f"req/s, /header (warm), {workers} worker{plural} on Redis",
+                f"req/s, /header (warm), {workers} worker{plural} on {where}",
                 _fmt(d["median"], 0),
                 f"{d['p25']:.0f}-{d['p75']:.0f}",
                 _fmt(factor),
             ]
         )
     if "token_calls_for_all_workers" in section:
+        stores = section.get("stores_served", 1)
         rows.append(
             [
-                "token-endpoint calls for all workers of the three servers",
+                f"token-endpoint calls for all workers of all servers ({stores} stores)",
                 str(section["token_calls_for_all_workers"]),
-                "",
+                "one per store is the minimum",
                 "",
             ]
         )
-    trips = section.get("round_trips", {})
-    for key, label in _PATHS:
-        d = trips.get("per_request", {}).get(key)
-        if d is not None:
-            commands = trips.get("commands", {}).get(key, {})
-            detail = ", ".join(f"{name} {n}" for name, n in sorted(commands.items())) or "none"
-            rows.append([label, _fmt(d["median"], 1), f"sent: {detail}", ""])
+    groups = [("", section.get("round_trips", {}))] + [
+        (f" [{_TOPOLOGY.get(name, name)}]", entry.get("round_trips", {}))
+        for name, entry in sorted(section.get("topologies", {}).items())
+    ]
+    for suffix, trips in groups:
+        for key, label in _PATHS:
+            d = trips.get("per_request", {}).get(key)
+            if d is not None:
+                commands = trips.get("commands", {}).get(key, {})
+                detail = ", ".join(f"{name} {n}" for name, n in sorted(commands.items())) or "none"
+                rows.append([label + suffix, _fmt(d["median"], 1), f"sent: {detail}", ""])
     return rows
 
 

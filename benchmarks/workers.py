@@ -1,5 +1,8 @@
 """Issue #6 figures: several uvicorn workers sharing Redis, and Redis round trips per request.
 
+The round-trip count and the 4-worker load are repeated on a throwaway Redis Cluster
+(3 masters) and on Redis behind Sentinel, so the topologies compare in one run.
+
 - Throughput: the scenario-5 route (``/header``: a bearer caller, the route awaits
   ``services["x"].authorization_header()``) served by uvicorn with 1, 2 and 4 workers,
   every worker's relay on ``store.url = redis://127.0.0.1:6379/0`` under one random
@@ -52,8 +55,8 @@ _NAME = re.compile(rb"^\*\d+\r\n\$\d+\r\n([^\r]+)")
 _UNUSED = "http://127.0.0.1:9"  # only headers are fetched: the service is never called
 
 
-def _settings(issuer: str, prefix: str) -> Any:
-    store = {"url": REDIS_URL, "key_prefix": prefix}
+def _settings(issuer: str, prefix: str, url: str = REDIS_URL) -> Any:
+    store = {"url": url, "key_prefix": prefix}
     return relay_settings(BenchIdP(issuer=issuer), service_settings(_UNUSED), store)
 
 
@@ -62,7 +65,13 @@ def worker_app() -> Any:
     from authrelay import AuthRelayMiddleware
     from authrelay.relay import Relay
 
-    relay = Relay(_settings(os.environ["BENCH_ISSUER"], os.environ["BENCH_KEY_PREFIX"]))
+    relay = Relay(
+        _settings(
+            os.environ["BENCH_ISSUER"],
+            os.environ["BENCH_KEY_PREFIX"],
+            os.environ.get("BENCH_STORE_URL", REDIS_URL),
+        )
+    )
     return AuthRelayMiddleware(bare_app(service_routes()), relay=relay)
 
 
@@ -101,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def _serve(workers: int, issuer: str, prefix: str, timeout: float = 60.0) -> Iterator[str]:
+def _serve(
+    workers: int, issuer: str, prefix: str, url: str = REDIS_URL, timeout: float = 60.0
+) -> Iterator[str]:
     """uvicorn with ``workers`` workers in its own process group; yield its base URL."""
     from authrelay.testing.servers import free_port
 
@@ -112,21 +123,26 @@ def _serve(workers: int, issuer: str, prefix: str, timeout: float = 60.0) -> Ite
         sys.executable, "-m", "benchmarks.workers", "--workers", str(workers),
         "--port", str(port),
     ]  # fmt: skip
-    env = {**os.environ, "BENCH_ISSUER": issuer, "BENCH_KEY_PREFIX": prefix}
+    env = {
+        **os.environ,
+        "BENCH_ISSUER": issuer,
+        "BENCH_KEY_PREFIX": prefix,
+        "BENCH_STORE_URL": url,
+    }
     process = subprocess.Popen(command, cwd=_root(), env=env, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"uvicorn with {workers} workers exited ({process.returncode})")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/open", timeout=1.0).status_code == 200:
+                if httpx.get(f"{base}/open", timeout=1.0).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn with {workers} workers did not start")
             time.sleep(0.1)
-        yield url
+        yield base
     finally:
         process.terminate()  # uvicorn's supervisor stops its workers on SIGTERM
         try:
@@ -179,11 +195,14 @@ def _split(sent: list[str]) -> tuple[int, dict[str, int]]:
     return sum(1 for command in sent if command not in _SETUP), by_name
 
 
-async def _round_trips(idp: BenchIdP, prefix: str, users: int, warm: int) -> dict[str, Any]:
+async def _round_trips(
+    idp: BenchIdP, prefix: str, users: int, warm: int, url: str = REDIS_URL
+) -> dict[str, Any]:
     from authrelay import AuthRelayMiddleware
     from authrelay.relay import Relay
 
-    first, second = Relay(_settings(idp.issuer, prefix)), Relay(_settings(idp.issuer, prefix))
+    first = Relay(_settings(idp.issuer, prefix, url))
+    second = Relay(_settings(idp.issuer, prefix, url))
     apps = [AuthRelayMiddleware(bare_app(service_routes()), relay=r) for r in (first, second)]
 
     async def get(app: Any, path: str, token: str) -> None:
@@ -228,20 +247,21 @@ async def _round_trips(idp: BenchIdP, prefix: str, users: int, warm: int) -> dic
 
 
 async def _throughput(
-    urls: dict[int, str], token: str, config: Any
+    urls: dict[str, str], token: str, config: Any
 ) -> tuple[dict[str, Series], dict[str, int]]:
     from .server import load
 
     headers = {"Authorization": f"Bearer {token}"}
     warm_statuses: dict[str, int] = {}
     for workers, url in urls.items():  # every worker takes its token into its own cache
-        _, statuses = await load(url, "/header", headers, seconds=0.5, concurrency=2 * workers)
+        count = int(workers.split()[0])
+        _, statuses = await load(url, "/header", headers, seconds=0.5, concurrency=2 * count)
         if statuses:
             raise RuntimeError(f"{workers} workers: non-200 answers while warming: {statuses}")
-        warm_statuses[str(workers)] = 0
+        warm_statuses[workers] = 0
     rng = random.Random(13)
     names = list(urls)
-    values: dict[int, list[float]] = {n: [] for n in names}
+    values: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(config.server_rounds):
         rng.shuffle(names)
         for workers in names:
@@ -255,7 +275,7 @@ async def _throughput(
             if statuses:
                 raise RuntimeError(f"{workers} workers: non-200 answers under load: {statuses}")
             values[workers].append(rps)
-    return {str(n): Series(str(n), tuple(v)) for n, v in values.items()}, warm_statuses
+    return {n: Series(n, tuple(v)) for n, v in values.items()}, warm_statuses
 
 
 def _redis_ready() -> str | None:
@@ -283,8 +303,32 @@ def _clean(prefix: str) -> int:
         client.close()
 
 
+@contextlib.contextmanager
+def _topologies() -> Iterator[dict[str, str]]:
+    """Throwaway Redis Cluster (3 masters) and Sentinel deployments: ``{name: store url}``."""
+    from authrelay.testing.redis_servers import RedisClusterGroup, RedisSentinelGroup
+
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        for name, deployment in (
+            ("cluster", RedisClusterGroup(masters=3)),
+            ("sentinel", RedisSentinelGroup(replicas=1)),
+        ):
+            try:
+                deployment.start()
+            except (RuntimeError, OSError):
+                continue  # no redis-server binary: the single-server figures stand alone
+            stack.callback(deployment.stop)
+            urls[name] = deployment.url
+        yield urls
+
+
 def run_phase(idp: BenchIdP, config: Any, figures: dict[str, Any]) -> None:
-    """Requests/s with 1, 2, 4 workers on Redis, and Redis round trips per request."""
+    """Requests/s with 1, 2, 4 workers on Redis, and Redis round trips per request.
+
+    It also serves 4 workers on a Redis Cluster and on Redis behind Sentinel (throwaway
+    loopback deployments) and counts their round trips per request.
+    """
     reason = _redis_ready()
     if reason is not None:
         figures["skipped"]["redis"] = reason
@@ -296,10 +340,20 @@ def run_phase(idp: BenchIdP, config: Any, figures: dict[str, Any]) -> None:
         section["round_trips"] = asyncio.run(_round_trips(idp, prefix, users, config.inner))
         token = idp.mint("RS256", sub="workers")
         with contextlib.ExitStack() as stack:
-            urls = {n: stack.enter_context(_serve(n, idp.issuer, prefix)) for n in WORKER_COUNTS}
+            topologies = stack.enter_context(_topologies())
+            for name, url in topologies.items():
+                section.setdefault("topologies", {})[name] = {
+                    "round_trips": asyncio.run(_round_trips(idp, prefix, users, config.inner, url))
+                }
+            urls = {
+                str(n): stack.enter_context(_serve(n, idp.issuer, prefix)) for n in WORKER_COUNTS
+            }
+            for name, url in topologies.items():
+                urls[f"4 {name}"] = stack.enter_context(_serve(4, idp.issuer, prefix, url))
             before = idp.token_calls
             series, _ = asyncio.run(_throughput(urls, token, config))
             section["token_calls_for_all_workers"] = idp.token_calls - before
+            section["stores_served"] = 1 + len(topologies)  # one token per store is right
     finally:
         section["keys_deleted"] = _clean(prefix)
     section["rps"] = {name: summary(s.values) for name, s in series.items()}

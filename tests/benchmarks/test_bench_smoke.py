@@ -105,12 +105,19 @@ def test_command_line_rejects_unknown_phase(
 
 
 @pytest.mark.redis
-def test_redis_warm_path_makes_no_round_trip(redis_figures: dict[str, Any]) -> None:
+@pytest.mark.parametrize("topology", ["redis", "cluster", "sentinel"])
+def test_redis_warm_path_makes_no_round_trip(redis_figures: dict[str, Any], topology: str) -> None:
     assert redis_figures["errors"] == {}
-    trips = redis_figures["redis"]["round_trips"]
+    section = redis_figures["redis"]
+    trips = (
+        section["round_trips"]
+        if topology == "redis"
+        else section["topologies"][topology]["round_trips"]
+    )
     assert trips["per_request"]["warm"]["max"] == 0
     assert "warm" not in trips["commands"]  # nothing at all was sent to Redis
     assert trips["token_calls"]["warm"] == 0
+    assert trips["token_calls"]["worker_cold"] == 0  # the second worker read the store
     t18 = next(t for t in redis_figures["targets"] if t["id"] == "T18")
     assert t18["met"] is True
 
@@ -130,9 +137,11 @@ def test_redis_fresh_worker_reads_redis_and_cold_path_calls_the_provider(
 @pytest.mark.redis
 def test_redis_workers_share_one_token_and_clean_up(redis_figures: dict[str, Any]) -> None:
     section = redis_figures["redis"]
-    assert set(section["rps"]) == {"1", "2", "4"}
+    assert set(section["rps"]) == {"1", "2", "4", "4 cluster", "4 sentinel"}
     for entry in section["rps"].values():
         assert entry["median"] > 0
-    assert section["token_calls_for_all_workers"] == 1
+    # One token per store (the shared server, the Cluster, Sentinel) for all their workers.
+    assert section["stores_served"] == 3
+    assert section["token_calls_for_all_workers"] == 3
     assert section["keys_deleted"] > 0
     assert "Several workers sharing Redis (issue #6)" in markdown(redis_figures)
