@@ -388,23 +388,24 @@ class AsyncRedisBackend:
             self._client, self._loop = self.make_client(), loop
             self._put = self._client.register_script(PUT_SCRIPT)
             self._delete = self._client.register_script(DELETE_SCRIPT)
-            if isinstance(self._client, redis.asyncio.cluster.RedisCluster):
-                self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
-                self._ready = asyncio.Lock()
+            self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
+            self._ready = asyncio.Lock()
         self.hub.ensure_task(self.make_listener_client)
         return self._client
 
     async def _guard(self, operation: Callable[[_AsyncClient], Awaitable[T]]) -> T:
         try:
             client = self._current()
-            if not isinstance(client, redis.asyncio.cluster.RedisCluster):
-                return await operation(client)
-            # redis-py's async Cluster pool cannot queue (past its size it raises) and its
-            # lazy start races under a burst: discover the nodes once, then queue here.
+            if self.sync.target is None:
+                return await operation(client)  # its pool queues for a connection itself
+            # redis-py's async Cluster and Sentinel pools cannot queue (past their size they
+            # raise, or grow without bound), and Cluster's lazy start races under a burst:
+            # discover the nodes once, then queue here.
             if self._ready_loop is not self._loop:
                 async with self._ready:
                     if self._ready_loop is not self._loop:
-                        await client.initialize()
+                        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                            await client.initialize()
                         self._ready_loop = self._loop
             async with asyncio.timeout(_pool_wait(self.sync.timeout)):
                 await self._gate.acquire()
