@@ -315,10 +315,9 @@ def _topologies() -> Iterator[dict[str, str]]:
             ("sentinel", RedisSentinelGroup(replicas=1)),
         ):
             try:
-                deployment.start()
+                stack.enter_context(deployment)
             except (RuntimeError, OSError):
                 continue  # no redis-server binary: the single-server figures stand alone
-            stack.callback(deployment.stop)
             urls[name] = deployment.url
         yield urls
 

@@ -17,7 +17,7 @@ from _e2e_workers import (
     settings,
     take_lease_and_die,
 )
-from _redis_helpers import REDIS_URL, RedisServer, free_port
+from _redis_helpers import RedisServer, free_port
 
 from authrelay import AuthRelayMiddleware, Relay
 from authrelay._types import Receive, Scope, Send
@@ -44,24 +44,15 @@ async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.fixture(params=["redis", "cluster", "sentinel"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The shared Redis, a Redis Cluster, or Redis behind Sentinel."""
-    if request.param == "redis":
-        return REDIS_URL
-    url: str = request.getfixturevalue(f"redis_{request.param}").url
-    return url
-
-
 @pytest.fixture
 def signed_in(
-    identity_provider_server: IdentityProvider, prefix: str, store_url: str
+    identity_provider_server: IdentityProvider, prefix: str, redis_url: str
 ) -> Iterator[Relay]:
-    """Alice signed in through a served app whose store is ``store_url``."""
+    """Alice signed in through a served app whose store is ``redis_url``."""
     idp = identity_provider_server
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    relay = Relay(settings(idp.issuer, base, store_url, prefix))
+    relay = Relay(settings(idp.issuer, base, redis_url, prefix))
     with (
         serve_asgi(AuthRelayMiddleware(_app, relay=relay), port=port),
         httpx.Client(follow_redirects=False, timeout=10) as client,
@@ -106,13 +97,13 @@ def _run_workers(issuer: str, url: str, prefix: str, processes: int, requests: i
 
 
 def test_rt02_inv4_four_workers_one_refresh_with_rotation(
-    identity_provider_server: IdentityProvider, signed_in: Relay, store_url: str, prefix: str
+    identity_provider_server: IdentityProvider, signed_in: Relay, redis_url: str, prefix: str
 ) -> None:
     idp = identity_provider_server
     old_rt = expire_access_token(signed_in)
     assert _refreshes(idp, 0) == 0
 
-    reports = _run_workers(idp.issuer, store_url, prefix, processes=4, requests=100)
+    reports = _run_workers(idp.issuer, redis_url, prefix, processes=4, requests=100)
 
     assert [r[1] for r in reports] == ["ok"] * 4, reports
     assert sum(r[3] for r in reports) == 400
@@ -139,13 +130,13 @@ def test_rt02_inv4_four_workers_one_refresh_with_rotation(
 
 
 def test_rt02_holder_dies_mid_refresh_another_worker_completes(
-    identity_provider_server: IdentityProvider, signed_in: Relay, store_url: str, prefix: str
+    identity_provider_server: IdentityProvider, signed_in: Relay, redis_url: str, prefix: str
 ) -> None:
     idp = identity_provider_server
     old_rt = expire_access_token(signed_in)
     lease_ttl = 2.0
     dying = SPAWN.Process(
-        target=take_lease_and_die, args=(idp.issuer, store_url, prefix, lease_ttl)
+        target=take_lease_and_die, args=(idp.issuer, redis_url, prefix, lease_ttl)
     )
     dying.start()
     dying.join(60)

@@ -168,14 +168,24 @@ def _read_through_failover(store: RedisBackend, key: str) -> tuple[tuple[bytes, 
     raise AssertionError("the store did not come back after the failover")
 
 
+def _listening(url: str) -> tuple[RedisBackend, queue.Queue[str | None]]:
+    """A store whose invalidation listener reports into the returned queue."""
+    store = RedisBackend(url, namespace="fo:")
+    heard: queue.Queue[str | None] = queue.Queue()
+    store.subscribe(heard.put)
+    return store, heard
+
+
+def _listener_came_back(store: RedisBackend, heard: queue.Queue[str | None]) -> None:
+    """It said it may have missed messages, and it is subscribed again."""
+    assert _until(lambda: _drain_until_none(heard), "a reconnect notice") is True
+    assert store.hub.connected.wait(10)
+
+
 @pytest.mark.slow
 def test_st04_sentinel_failover_keeps_every_record() -> None:
-    deployment = RedisSentinelGroup(replicas=1, sentinels=1, down_after_ms=500)
-    deployment.start()
-    try:
-        store = RedisBackend(deployment.url, namespace="fo:")
-        heard: queue.Queue[str | None] = queue.Queue()
-        store.subscribe(heard.put)
+    with RedisSentinelGroup(replicas=1, sentinels=1, down_after_ms=500) as deployment:
+        store, heard = _listening(deployment.url)
         versions = {
             f"fo:tokens:{i}": store.put(f"fo:tokens:{i}", f"v{i}".encode()) for i in range(20)
         }
@@ -193,10 +203,8 @@ def test_st04_sentinel_failover_keeps_every_record() -> None:
         # Writes go on at the new master, and versions keep growing.
         newer = store.put("fo:tokens:1", b"rotated", expected_version=versions["fo:tokens:1"])
         assert newer is not None and newer > versions["fo:tokens:1"]
-        # The listener followed the master: it says it may have missed messages, then
-        # hears changes again.
-        assert _until(lambda: _drain_until_none(heard), "a reconnect notice") is True
-        assert store.hub.connected.wait(10)
+        # The listener followed the master, and hears changes again.
+        _listener_came_back(store, heard)
         store.delete("fo:tokens:2")
         _hear_all(heard, {"fo:tokens:2"})
 
@@ -207,8 +215,6 @@ def test_st04_sentinel_failover_keeps_every_record() -> None:
 
         anyio.run(async_face_after_failover)
         store.close()
-    finally:
-        deployment.stop()
 
 
 def _drain_until_none(events: queue.Queue[str | None]) -> bool:
@@ -222,12 +228,8 @@ def _drain_until_none(events: queue.Queue[str | None]) -> bool:
 
 @pytest.mark.slow
 def test_st04_cluster_failover_keeps_every_record() -> None:
-    cluster = RedisClusterGroup(masters=3, replicas=1, node_timeout_ms=1000)
-    cluster.start()
-    try:
-        store = RedisBackend(cluster.url, namespace="fo:")
-        heard: queue.Queue[str | None] = queue.Queue()
-        store.subscribe(heard.put)
+    with RedisClusterGroup(masters=3, replicas=1, node_timeout_ms=1000) as cluster:
+        store, heard = _listening(cluster.url)
         keys = [f"fo:tokens:{i}" for i in range(30)]
         versions = {key: store.put(key, key.encode()) for key in keys}
         assert store.hub.connected.wait(10)
@@ -259,11 +261,8 @@ def test_st04_cluster_failover_keeps_every_record() -> None:
         )
         assert newer is not None
         # The listener moved to the next seed node and still hears every node.
-        assert _until(lambda: _drain_until_none(heard), "a reconnect notice") is True
-        assert store.hub.connected.wait(10)
+        _listener_came_back(store, heard)
         for key in keys[:6]:
             store.delete(key)
         _hear_all(heard, set(keys[:6]))
         store.close()
-    finally:
-        cluster.stop()

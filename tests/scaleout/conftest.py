@@ -1,4 +1,4 @@
-"""Fixtures for the scale-out tests: a key prefix of their own, and each Redis topology."""
+"""Fixtures for the scale-out tests: a key prefix of their own on the shared Redis."""
 
 from __future__ import annotations
 
@@ -22,12 +22,3 @@ def prefix() -> Iterator[str]:
             client.delete(name)
     finally:
         client.close()
-
-
-@pytest.fixture(params=["redis", "cluster", "sentinel"])
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """A Redis deployment's store url: the shared server, a Cluster, or Sentinel."""
-    if request.param == "redis":
-        return REDIS_URL
-    url: str = request.getfixturevalue(f"redis_{request.param}").url
-    return url

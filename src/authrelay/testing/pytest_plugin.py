@@ -110,16 +110,12 @@ def identity_provider_server(
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterGroup]:
     """A Redis Cluster of 3 masters for the whole session; ``redis_cluster.url`` names it."""
-    cluster = RedisClusterGroup(masters=3, replicas=0)
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    with RedisClusterGroup(masters=3, replicas=0) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
 def redis_sentinel() -> Iterator[RedisSentinelGroup]:
     """A master, a replica and a Sentinel for the whole session; ``.url`` names them."""
-    group = RedisSentinelGroup(replicas=1, sentinels=1)
-    group.start()
-    yield group
-    group.stop()
+    with RedisSentinelGroup(replicas=1, sentinels=1) as group:
+        yield group

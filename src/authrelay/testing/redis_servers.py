@@ -10,6 +10,9 @@ fake. Each needs only the ``redis-server`` and ``redis-cli`` binaries (Debian's
   (``store.url = group.url`` is a ``redis+sentinel://`` URL);
 - :class:`RedisClusterGroup`: a Redis Cluster of masters (and replicas), slots assigned
   (``store.url = cluster.url`` is a ``redis+cluster://`` URL).
+
+Each is also a context manager: ``with RedisClusterGroup() as cluster:`` starts it and
+stops it whatever happens.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Self
 
 from .servers import free_port
 
@@ -98,7 +102,28 @@ def _wait_until(check: Callable[[], bool], what: str, timeout: float) -> None:
     raise RuntimeError(f"{what} did not happen within {timeout} s")
 
 
-class RedisServer:
+class _Started:
+    """``with Deployment(...) as it:`` starts it and always stops it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # whatever did start
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class RedisServer(_Started):
     """A throwaway ``redis-server`` on a loopback port, stopped and started by the test.
 
     Nothing is kept on disk unless ``data_dir`` is given (then append-only, fsync always,
@@ -155,7 +180,7 @@ class RedisServer:
         return self.process is not None and self.process.poll() is None
 
 
-class RedisSentinelGroup:
+class RedisSentinelGroup(_Started):
     """A master, ``replicas`` replicas and ``sentinels`` Sentinels (quorum 1) for ``service``.
 
     Sentinels declare the master down after ``down_after_ms`` without an answer and then
@@ -259,7 +284,7 @@ class RedisSentinelGroup:
         self._dir.cleanup()
 
 
-class RedisClusterGroup:
+class RedisClusterGroup(_Started):
     """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each.
 
     ``node_timeout_ms`` is ``cluster-node-timeout``: a killed master's replica takes over
