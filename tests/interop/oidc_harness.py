@@ -161,6 +161,9 @@ class OidcProvider:
     ) -> tuple[str, str]:
         """Register a confidential client (RFC 7591); return ``(client_id, client_secret)``.
 
+        A client registered with ``token_endpoint_auth_method="private_key_jwt"`` and its
+        ``jwks`` has no secret: the second value is then empty.
+
         ``application_type="native"`` (the default) lets loopback redirect URIs match on
         any port; ``"web"`` makes them match exactly.
         """
@@ -180,7 +183,7 @@ class OidcProvider:
         )
         _raise_for_oauth_error(response, "client registration")
         registered = response.json()
-        return registered["client_id"], registered["client_secret"]
+        return registered["client_id"], registered.get("client_secret", "")
 
     def token_request(
         self, data: Mapping[str, str], client: tuple[str, str] | None = None

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from joserfc.jwk import RSAKey
 from oidc_harness import OidcProvider
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "connectors"))
@@ -18,19 +19,43 @@ from authrelay import Principal
 pytestmark = pytest.mark.interop
 
 
-def _app(provider: OidcProvider, **extra: Any) -> Any:
+def _app(provider: OidcProvider, client: dict[str, Any] | None = None, **extra: Any) -> Any:
     connector = {
         "issuer": provider.issuer,
         "client_id": provider.client_id,
         "client_secret": provider.client_secret,
         "scopes": ["openid", "profile", "email", "offline_access"],
         "authorize_params": {"prompt": "consent"},
+        **(client or {}),
     }
     return run_app(SimpleNamespace(issuer=provider.issuer), connector=connector, **extra)  # type: ignore[arg-type]
 
 
-def test_login_refresh_and_logout_with_oidc_provider(oidc_provider: OidcProvider) -> None:
-    with _app(oidc_provider) as app:
+def _private_key_jwt_client(provider: OidcProvider) -> dict[str, Any]:
+    """A client registered with only its public key; the connector settings that use it."""
+    key = RSAKey.generate_key(2048, {"kid": "interop-connector", "alg": "RS256", "use": "sig"})
+    client_id, _ = provider.register_client(
+        ["http://127.0.0.1/auth/idp/callback"],
+        ["http://127.0.0.1/"],
+        token_endpoint_auth_method="private_key_jwt",
+        token_endpoint_auth_signing_alg="RS256",
+        jwks={"keys": [key.as_dict(private=False)]},
+    )
+    return {
+        "client_id": client_id,
+        "client_secret": None,
+        "token_endpoint_auth_method": "private_key_jwt",
+        "private_key": key.as_pem(private=True).decode(),
+        "private_key_id": "interop-connector",
+    }
+
+
+@pytest.mark.parametrize("auth", ["client_secret_basic", "private_key_jwt"])
+def test_login_refresh_and_logout_with_oidc_provider(
+    oidc_provider: OidcProvider, auth: str
+) -> None:
+    client = _private_key_jwt_client(oidc_provider) if auth == "private_key_jwt" else None
+    with _app(oidc_provider, client) as app:
         callback = oidc_provider.login(
             f"{app.base}/auth/idp/login?next=/after", "alice", http=app.client
         )

@@ -15,7 +15,6 @@ Defends against:
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -23,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
@@ -36,6 +35,7 @@ from ..identity.jwks import JwksCache
 from ..identity.jwt import check_algorithms
 from ..observability import Stats
 from ..settings import ConnectorSettings, HttpSettings
+from ..tokens.client_auth import ClientAuthenticator
 from .metadata import ConnectorMetadata
 from .presets import MICROSOFT_MULTI_TENANT, PRESETS, STANDARD_METADATA, Preset, map_fields
 
@@ -156,6 +156,11 @@ class Connector:
         except UnsafeEndpoint as exc:
             raise ConfigurationError(f"connectors.{name}.issuer: {exc}") from None
         self._jwks: dict[str, JwksCache] = {}
+        self.auth = ClientAuthenticator(settings, clock=clock, where=f"connectors.{name}")
+        audience = settings.client_assertion_audience or (
+            preset.assertion_audience if preset else "issuer"
+        )
+        self._assertion_issuer = self.issuer if audience == "issuer" else None
 
     def __repr__(self) -> str:
         return f"Connector(name={self.name!r}, kind={self.kind!r}, target={self.target!r})"
@@ -237,22 +242,18 @@ class Connector:
     # -- token endpoint -----------------------------------------------------------------
 
     def token_request(self, url: str, data: dict[str, str]) -> httpx.Request:
-        """A POST to the token (or revocation) endpoint with client authentication."""
+        """A POST to the token (or revocation) endpoint with client authentication.
+
+        ``private_key_jwt`` assertions name the issuer as ``aud`` when there is one
+        (AC-11), else ``url``; each carries a fresh ``jti`` and lives 60 s.
+        """
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
         }
-        method = self.settings.token_endpoint_auth_method
-        secret = self.settings.client_secret
-        if method == "client_secret_basic" and secret is not None:
-            # RFC 6749 §2.3.1: form-urlencode id and secret before base64 (AC-09)
-            pair = f"{quote_plus(self.client_id)}:{quote_plus(secret.get_secret_value())}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        elif method == "client_secret_post" and secret is not None:
-            data = {**data, "client_id": self.client_id, "client_secret": secret.get_secret_value()}
-        else:
-            data = {**data, "client_id": self.client_id}
-        return httpx.Request("POST", url, headers=headers, content=urlencode(data).encode())
+        form = dict(data)
+        self.auth.apply(form, headers, token_endpoint=url, issuer=self._assertion_issuer)
+        return httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
 
     def call_token_endpoint(
         self, url: str, data: dict[str, str], *, retry: bool = False

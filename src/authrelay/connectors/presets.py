@@ -94,6 +94,8 @@ class Preset:
     map_profile: ProfileMapper = map_claims
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     default_tenant: str | None = None
+    assertion_audience: Literal["issuer", "token_endpoint"] = "issuer"
+    """``aud`` of ``private_key_jwt`` assertions the provider accepts."""
 
 
 def _meta(preset_id: str, en: str, ko: str, *, dark: bool = False) -> ConnectorMetadata:
@@ -141,6 +143,7 @@ PRESETS: Mapping[str, Preset] = {
         userinfo_endpoint="https://graph.microsoft.com/oidc/userinfo",
         end_session_endpoint=_MS + "/oauth2/v2.0/logout",
         default_tenant="common",
+        assertion_audience="token_endpoint",  # Entra checks aud against the token endpoint
     ),
     "gitlab": Preset(
         metadata=_meta("gitlab", "GitLab", "깃랩"),

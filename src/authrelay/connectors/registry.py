@@ -216,10 +216,11 @@ class ConnectorRegistry:
             sync_profile=settings.sync_profile,
             created_at=previous.created_at if previous else self.relay.clock(),
         )
-        secret = settings.client_secret
         stored = record.to_dict()
-        if secret is not None:
-            stored["config"]["client_secret"] = secret.get_secret_value()
+        for field in ("client_secret", "private_key"):  # model_dump masks secrets
+            secret = getattr(settings, field)
+            if secret is not None:
+                stored["config"][field] = secret.get_secret_value()
         yield from self.store.save_connector_record(record.id, stored)
         self.connectors[name] = connector
         self.records[name] = record

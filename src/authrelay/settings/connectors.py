@@ -21,6 +21,14 @@ class ConnectorSettings(Section):
     token_endpoint_auth_method: Literal[
         "client_secret_basic", "client_secret_post", "private_key_jwt", "none"
     ] = "client_secret_basic"
+    private_key: SecretStr | None = None
+    """PEM or JWK JSON of the key for ``private_key_jwt`` (RFC 7523)."""
+    private_key_id: str | None = None
+    """``kid`` of that key, as registered at the provider."""
+    client_assertion_audience: Literal["issuer", "token_endpoint"] | None = None
+    """``aud`` of ``private_key_jwt`` assertions: the issuer identifier (the default when
+    there is one, AC-11) or the token endpoint URL (what Microsoft Entra expects; its
+    preset's default)."""
     scopes: list[str] | None = None
     """Defaults to the preset's scopes (``openid profile email`` for OIDC)."""
     issuer: str | None = None
@@ -85,8 +93,10 @@ class ConnectorSettings(Section):
             )
         if self.acr_essential and not self.acr_values:
             raise ValueError("acr_essential needs acr_values")
-        if self.token_endpoint_auth_method == "private_key_jwt":
-            raise ValueError("private_key_jwt is not supported for connectors yet")
-        if self.token_endpoint_auth_method != "none" and self.client_secret is None:
-            raise ValueError(f"{self.token_endpoint_auth_method} needs client_secret")
+        method = self.token_endpoint_auth_method
+        if method == "private_key_jwt":
+            if self.private_key is None:
+                raise ValueError("private_key_jwt needs private_key")
+        elif method != "none" and self.client_secret is None:
+            raise ValueError(f"{method} needs client_secret")
         return self

@@ -16,24 +16,41 @@ import base64
 import json
 import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
+from pydantic import SecretStr
 
 from .._crypto import random_token
 from .._types import Clock
 from ..errors import ConfigurationError
-from ..settings import ClientSettings
 
-__all__ = ["ClientAuthenticator"]
+__all__ = ["ClientAuthenticator", "ClientCredentials"]
 
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _ASSERTION_LIFETIME = 60
 
 
-def _load_key(pem_or_jwk: str, key_id: str | None) -> tuple[RSAKey | ECKey | OKPKey, str]:
+class ClientCredentials(Protocol):
+    """What a client's settings give (``ClientSettings``, ``ConnectorSettings``)."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> SecretStr | None: ...
+    @property
+    def token_endpoint_auth_method(self) -> str: ...
+    @property
+    def private_key(self) -> SecretStr | None: ...
+    @property
+    def private_key_id(self) -> str | None: ...
+
+
+def _load_key(
+    pem_or_jwk: str, key_id: str | None, where: str
+) -> tuple[RSAKey | ECKey | OKPKey, str]:
     text = pem_or_jwk.strip()
     try:
         key: Any
@@ -50,9 +67,9 @@ def _load_key(pem_or_jwk: str, key_id: str | None) -> tuple[RSAKey | ECKey | OKP
             if key is None:
                 raise ValueError("unrecognised key")
     except Exception:
-        raise ConfigurationError("client.private_key: not a PEM or JWK private key") from None
+        raise ConfigurationError(f"{where}.private_key: not a PEM or JWK private key") from None
     if not key.is_private:
-        raise ConfigurationError("client.private_key: a public key was given")
+        raise ConfigurationError(f"{where}.private_key: a public key was given")
     if isinstance(key, RSAKey):
         alg = "RS256"
     elif isinstance(key, ECKey):
@@ -62,7 +79,7 @@ def _load_key(pem_or_jwk: str, key_id: str | None) -> tuple[RSAKey | ECKey | OKP
     elif isinstance(key, OKPKey):
         alg = "EdDSA"
     else:
-        raise ConfigurationError("client.private_key: unsupported key type")
+        raise ConfigurationError(f"{where}.private_key: unsupported key type")
     if key_id:
         key = import_key({**key.as_dict(private=True), "kid": key_id})
     alg = str(key.get("alg") or alg)
@@ -74,7 +91,9 @@ class ClientAuthenticator:
 
     __slots__ = ("_alg", "_basic", "_clock", "_key", "_secret", "client_id", "method")
 
-    def __init__(self, client: ClientSettings, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self, client: ClientCredentials, *, clock: Clock = time.time, where: str = "client"
+    ) -> None:
         self.client_id = client.client_id
         self.method = client.token_endpoint_auth_method
         self._clock = clock
@@ -90,7 +109,7 @@ class ClientAuthenticator:
         elif self.method == "private_key_jwt":
             assert client.private_key is not None
             self._key, self._alg = _load_key(
-                client.private_key.get_secret_value(), client.private_key_id
+                client.private_key.get_secret_value(), client.private_key_id, where
             )
 
     def __repr__(self) -> str:
@@ -110,6 +129,8 @@ class ClientAuthenticator:
         elif self.method == "client_secret_post":
             form["client_id"] = self.client_id
             form["client_secret"] = self._secret or ""
+        elif self.method == "none":  # a public client (RFC 6749 §2.1): PKCE guards the code
+            form["client_id"] = self.client_id
         else:
             form["client_id"] = self.client_id
             form["client_assertion_type"] = _ASSERTION_TYPE
