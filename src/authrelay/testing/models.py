@@ -65,6 +65,8 @@ class OAuthClient:
     app_id_uris: Sequence[str] = ()
     id_token_signed_response_alg: str = "RS256"
     access_token_format: AccessTokenFormat = "opaque"
+    backchannel_logout_uri: str | None = None
+    """Where the provider POSTs logout tokens (OIDC Back-Channel Logout 1.0)."""
 
     def __post_init__(self) -> None:
         if not self.client_id:

@@ -38,6 +38,8 @@ from .transports import SyncASGITransport, transport_binding_protocol
 
 __all__ = ["IdentityProvider", "serve_identity_provider"]
 
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
@@ -84,6 +86,8 @@ class IdentityProvider:
         self.state = ProviderState()
         self.faults = Faults()
         self.counters = Counters()
+        self.backchannel_deliveries: list[dict[str, int]] = []
+        """Statuses of the logout tokens the end-session endpoint delivered, in order."""
         self.issuer_ = TokenIssuer(
             keys=self.keys, state=self.state, issuer=lambda: self.issuer, clock=clock
         )
@@ -266,6 +270,87 @@ class IdentityProvider:
         return self.keys.sign(
             merge_claims(base, claims), alg=alg, key=key, typ=typ, headers=headers
         )
+
+    def mint_logout_token(
+        self,
+        *,
+        sub: str | None = "alice",
+        sid: str | None = None,
+        audience: str | list[str] = "test-client",
+        expires_in: int = 120,
+        claims: Mapping[str, Any] | None = None,
+        headers: Mapping[str, Any] | None = None,
+        alg: str = "RS256",
+        key: KeyChoice = "current",
+        typ: str | None = "logout+jwt",
+    ) -> str:
+        """A Back-Channel Logout 1.0 logout token; ``claims`` merge last (None removes)."""
+        now = int(self.clock())
+        base: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": audience,
+            "iat": now,
+            "exp": now + expires_in,
+            "jti": secrets.token_urlsafe(12),
+            "events": {LOGOUT_EVENT: {}},
+        }
+        if sub is not None:
+            base["sub"] = sub
+        if sid is not None:
+            base["sid"] = sid
+        return self.keys.sign(
+            merge_claims(base, claims), alg=alg, key=key, typ=typ, headers=headers
+        )
+
+    def _backchannel_targets(self, sub: str, sid: str | None) -> list[tuple[str, str, str]]:
+        """``(client_id, uri, logout token)`` for every client of the user's session."""
+        with self.state.lock:
+            grants = [
+                g
+                for g in self.state.grants.values()
+                if g.sub == sub and not g.revoked and (sid is None or g.sid == sid)
+            ]
+        targets = []
+        for client_id in sorted({g.client_id for g in grants}):
+            client = self.clients.get(client_id)
+            if client is None or client.backchannel_logout_uri is None:
+                continue
+            token = self.mint_logout_token(sub=sub, sid=sid, audience=client_id)
+            targets.append((client_id, client.backchannel_logout_uri, token))
+        return targets
+
+    def backchannel_logout(self, *, sub: str, sid: str | None = None) -> dict[str, int]:
+        """POST logout tokens to the clients of ``sub`` (of session ``sid`` only, if given).
+
+        Returns each notified client's HTTP status (0 when it could not be reached). The
+        end-session endpoint does the same for the session it ends.
+        """
+        statuses: dict[str, int] = {}
+        with httpx.Client(timeout=5.0) as http:
+            for client_id, uri, token in self._backchannel_targets(sub, sid):
+                try:
+                    statuses[client_id] = http.post(uri, data={"logout_token": token}).status_code
+                except httpx.HTTPError:
+                    statuses[client_id] = 0
+        return statuses
+
+    async def deliver_backchannel_logout(
+        self, *, sub: str, sid: str | None = None
+    ) -> dict[str, int]:
+        """:meth:`backchannel_logout` from the event loop (the end-session endpoint)."""
+        statuses: dict[str, int] = {}
+        targets = self._backchannel_targets(sub, sid)
+        if not targets:
+            return statuses
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            for client_id, uri, token in targets:
+                try:
+                    response = await http.post(uri, data={"logout_token": token})
+                    statuses[client_id] = response.status_code
+                except httpx.HTTPError:
+                    statuses[client_id] = 0
+        self.backchannel_deliveries.append(statuses)
+        return statuses
 
     def mint_opaque_token(
         self,

@@ -39,6 +39,8 @@ class Grant:
     auth_time: int | None = None
     id_token_claims: dict[str, Any] = field(default_factory=dict)
     revoked: bool = False
+    sid: str | None = None
+    """The provider session the user signed in with (the ID token's ``sid``)."""
 
 
 @dataclass
@@ -75,6 +77,7 @@ class CodeRecord:
     expires_at: float
     grant_id: str = field(default_factory=lambda: secrets.token_hex(8))
     used: bool = False
+    sid: str | None = None
 
 
 class ProviderState:

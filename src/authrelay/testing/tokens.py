@@ -159,8 +159,9 @@ class TokenIssuer:
         nonce: str | None,
         access_token: str | None,
         profile: Mapping[str, Any],
+        sid: str | None = None,
     ) -> str:
-        """An ID token for ``client_id`` (OIDC Core §2)."""
+        """An ID token for ``client_id`` (OIDC Core §2); ``sid`` names the provider session."""
         now = self.now()
         claims: dict[str, Any] = {**profile}
         claims.update(
@@ -179,6 +180,8 @@ class TokenIssuer:
             claims["nonce"] = nonce
         if access_token is not None:
             claims["at_hash"] = at_hash(access_token, alg)
+        if sid is not None:
+            claims["sid"] = sid
         return self.keys.sign(claims, alg=alg, typ="JWT")
 
     def opaque(self, record: TokenRecord) -> str:

@@ -10,6 +10,7 @@ cross-site POST cannot sign a victim in.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import secrets
@@ -48,6 +49,11 @@ def _error_page(description: str) -> HTMLResponse:
     return _page("Authorization error", f"<p>{html.escape(description)}</p>", 400)
 
 
+def session_sid(session_cookie: str) -> str:
+    """The public ``sid`` of a browser session at the provider (never the cookie itself)."""
+    return hashlib.sha256(session_cookie.encode()).hexdigest()[:24]
+
+
 def with_query(url: str, params: dict[str, str]) -> str:
     """``url`` with ``params`` added to its query, existing parameters kept."""
     parts = urlsplit(url)
@@ -82,7 +88,11 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
         return RedirectResponse(with_query(uri, params), status_code=status, headers=_PAGE_HEADERS)
 
     def issue_code(
-        client: OAuthClient, request_params: dict[str, str], sub: str, auth_time: int
+        client: OAuthClient,
+        request_params: dict[str, str],
+        sub: str,
+        auth_time: int,
+        sid: str | None = None,
     ) -> Response:
         code = secrets.token_urlsafe(32)
         scopes = request_params.get("scope", "").split()
@@ -101,6 +111,7 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
                 code_challenge=request_params.get("code_challenge"),
                 auth_time=auth_time,
                 expires_at=idp.clock() + idp.code_ttl,
+                sid=sid or secrets.token_urlsafe(12),  # no browser session: one of its own
             ),
         )
         status = 303 if request_params.get("_method") == "POST" else 302
@@ -133,15 +144,16 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
         if denial is not None:
             return redirect(redirect_uri, {"error": denial, "error_description": "denied"}, state)
         prompt = set(params.get("prompt", "").split())
-        sub, auth_time = idp._take_next_login(), int(idp.clock())
+        sub, auth_time, sid = idp._take_next_login(), int(idp.clock()), None
         if sub is None and "login" not in prompt:
-            session = idp.state.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+            cookie = request.cookies.get(SESSION_COOKIE, "")
+            session = idp.state.sessions.get(cookie)
             if session is not None:
-                sub, auth_time = session
+                (sub, auth_time), sid = session, session_sid(cookie)
         if sub is None and idp.auto_approve is not None:
             sub = idp.auto_approve
         if sub is not None:
-            return issue_code(client, params, sub, auth_time)
+            return issue_code(client, params, sub, auth_time, sid)
         if "none" in prompt or not idp.login_form:
             description = "no signed-in user" if "none" in prompt else "login is disabled"
             return redirect(
@@ -178,7 +190,7 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
             idp.state.sessions[session_id] = (user.sub, auth_time)
         params = dict(pending["params"], _method="POST")
         client = idp.clients[params["client_id"]]
-        response = issue_code(client, params, user.sub, auth_time)
+        response = issue_code(client, params, user.sub, auth_time, session_sid(session_id))
         response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", path="/")
         response.delete_cookie(CSRF_COOKIE, path="/")
         return response
@@ -203,7 +215,13 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
         target = params.get("post_logout_redirect_uri")
         cookie = request.cookies.get(SESSION_COOKIE)
         with idp.state.lock:
-            idp.state.sessions.pop(cookie or "", None)
+            session = idp.state.sessions.pop(cookie or "", None)
+        # Back-Channel Logout 1.0: tell every client of this provider session.
+        hinted_claims = verified[1] if hint is not None and verified is not None else {}
+        sid = hinted_claims.get("sid") or (session_sid(cookie) if cookie and session else None)
+        sub = hinted_claims.get("sub") or (session[0] if session else None)
+        if isinstance(sub, str):
+            await idp.deliver_backchannel_logout(sub=sub, sid=sid if isinstance(sid, str) else None)
         if target is None:
             response: Response = _page("Signed out", "<p>You are signed out.</p>")
         else:

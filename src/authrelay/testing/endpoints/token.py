@@ -57,7 +57,13 @@ def token_routes(idp: IdentityProvider) -> list[Route]:
     ) -> dict[str, Any]:
         resource = idp.resources.get(grant.audience[0]) if grant.audience else None
         scoped = Grant(
-            grant.grant_id, grant.sub, grant.client_id, scopes, grant.audience, grant.auth_time
+            grant.grant_id,
+            grant.sub,
+            grant.client_id,
+            scopes,
+            grant.audience,
+            grant.auth_time,
+            sid=grant.sid,
         )
         issued = idp.issuer_.access_token(
             scoped,
@@ -80,6 +86,7 @@ def token_routes(idp: IdentityProvider) -> list[Route]:
                 nonce=nonce,
                 access_token=issued.token,
                 profile=idp.profile_claims(grant.sub, scopes),
+                sid=grant.sid,
             )
         return token_body(issued, refresh_token=refresh, id_token=id_token)
 
@@ -114,6 +121,7 @@ def token_routes(idp: IdentityProvider) -> list[Route]:
                 record.scope,
                 record.resources,
                 auth_time=record.auth_time,
+                sid=record.sid,
             )
         )
         return issue_user_tokens(client, grant, record.scope, record.nonce)
