@@ -123,13 +123,14 @@ def run_app(
     wsgi: bool = False,
     clock: Callable[[], float] | None = None,
     transport: httpx.BaseTransport | None = None,
+    port: int | None = None,
     **settings_extra: Any,
 ) -> Iterator[Running]:
-    """Serve the echo app behind authrelay on a loopback port.
+    """Serve the echo app behind authrelay on a loopback port (``port``, else a free one).
 
     ``transport`` carries the relay's sync traffic to the provider (see :class:`Intercept`).
     """
-    port = free_port()
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     settings = app_settings(idp.issuer, base, **settings_extra)
     relay = Relay(settings, clock=clock or time.time, idp_sync_transport=transport)

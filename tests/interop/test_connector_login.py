@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "connectors"))
 from connector_helpers import run_app
 
 from authrelay import Principal
+from authrelay.testing import free_port
 
 pytestmark = pytest.mark.interop
 
@@ -92,4 +93,26 @@ def test_tampered_iss_is_refused_with_oidc_provider(oidc_provider: OidcProvider)
         response = app.client.get(tampered)
         assert response.status_code == 400
         assert response.json()["error"] == "invalid_issuer"
+        assert app.me()["authenticated"] is False
+
+
+def test_backchannel_logout_from_oidc_provider_ends_the_session(
+    oidc_provider: OidcProvider,
+) -> None:
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}/auth/idp/backchannel-logout"
+    client_id, client_secret = oidc_provider.register_client(
+        ["http://127.0.0.1/auth/idp/callback"],
+        ["http://127.0.0.1/"],
+        backchannel_logout_uri=uri,
+        backchannel_logout_session_required=True,
+    )
+    client = {"client_id": client_id, "client_secret": client_secret}
+    with _app(oidc_provider, client, port=port) as app:
+        callback = oidc_provider.login(f"{app.base}/auth/idp/login", "alice", http=app.client)
+        assert app.client.get(callback).status_code == 303
+        assert app.me()["authenticated"] is True
+        # The user signs out at the provider itself (not through the app): the provider
+        # POSTs a logout token to the app, which ends the session.
+        oidc_provider.logout(oidc_provider.end_session_url(client_id=client_id), app.client)
         assert app.me()["authenticated"] is False

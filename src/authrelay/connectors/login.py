@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -299,7 +300,9 @@ class LoginFlows:
             refresh_token=tokens.refresh_token,
             expires_at=None if tokens.expires_in is None else now + tokens.expires_in,
             scopes=granted,
-            id_claims={k: id_claims[k] for k in ("iss", "sub", "aud", "azp") if k in id_claims},
+            id_claims={
+                k: id_claims[k] for k in ("iss", "sub", "aud", "azp", "sid") if k in id_claims
+            },
             linked_at=now,
             updated_at=now,
         )
@@ -334,9 +337,11 @@ class LoginFlows:
             connector=connector.name,
             claims=stored_profile or profile.to_dict(),
             created_at=self._clock(),
+            provider_session=_provider_session(connector, stored.id_claims),
         )
         old = request.identity.principal.session_id
-        cookie: str = yield from self.sessions.create(record, replaces=old)  # SE-04
+        cookie, key = yield from self.sessions.create_keyed(record, replaces=old)  # SE-04
+        yield from self._index(connector.name, record, key)
         self.metrics.incr("sign_ins", target=connector.name, flow="connector")
         logger.info("sign_in connector=%s", connector.name)
         return cookie
@@ -371,6 +376,29 @@ class LoginFlows:
             claims=dict(principal.claims),
             created_at=self._clock(),
         )
-        cookie: str = yield from self.sessions.create(record, replaces=session_id)  # SE-04
+        cookie, key = yield from self.sessions.create_keyed(record, replaces=session_id)  # SE-04
+        if record.connector is not None:  # the renewed session keeps its back-channel logout
+            yield from self._index(record.connector, record, key)
         logger.info("connector_linked connector=%s", connector.name)
         return cookie
+
+    def _index(self, name: str, record: SessionRecord, key: str) -> Flow[None]:
+        """Index session ``key`` by the provider session it came from (back-channel logout)."""
+        connector = self.registry.get(name)
+        origin = record.provider_session
+        if connector is None or origin is None or not connector.settings.backchannel_logout:
+            return
+        issuer, sub, sid = origin
+        yield from self.store.index_session(
+            name, issuer, key, sub=sub, sid=sid, ttl=self.settings.session.max_age
+        )
+
+
+def _provider_session(
+    connector: Connector, id_claims: Mapping[str, Any]
+) -> tuple[str, str, str | None] | None:
+    """``(iss, sub, sid)`` from a validated ID token; None for OAuth 2.0 connectors."""
+    iss, sub, sid = id_claims.get("iss"), id_claims.get("sub"), id_claims.get("sid")
+    if connector.kind != "oidc" or not isinstance(iss, str) or not isinstance(sub, str):
+        return None
+    return iss, sub, sid if isinstance(sid, str) and sid else None

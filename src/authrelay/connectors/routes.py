@@ -1,4 +1,5 @@
-"""The routes under ``routes.prefix``: connectors list, login, connect, callback, logout, me.
+"""The routes under ``routes.prefix``: connectors list, login, connect, callback, logout, me,
+and (OIDC) back-channel logout (:mod:`.backchannel`).
 
 Defends against:
 
@@ -37,6 +38,7 @@ from .._io import Flow
 from ..responses import Response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
+from .backchannel import LogoutTokenRejected, validate_logout_token
 from .connector import Connector
 from .login import LoginFlows
 from .metadata import best_locale_text
@@ -94,6 +96,13 @@ class ConnectorRoutes:
         if len(parts) == 2:
             connector = self.registry.get(parts[0])
             action = parts[1]
+            if (
+                connector is not None
+                and action == "backchannel-logout"
+                and connector.kind == "oidc"
+                and connector.settings.backchannel_logout
+            ):
+                return (yield from self.backchannel_logout(connector, request))
             if connector is not None and action in ("login", "connect", "callback"):
                 rejected = self._only_get(request)
                 if rejected is not None:
@@ -110,6 +119,37 @@ class ConnectorRoutes:
         if request.method in ("GET", "HEAD"):
             return None
         return json_response({"error": "method_not_allowed"}, 405, [("allow", "GET")])
+
+    # -- back-channel logout (OIDC Back-Channel Logout 1.0) -------------------------------
+
+    def backchannel_logout(self, connector: Connector, request: AuthRequest) -> Flow[Response]:
+        """End the sessions a valid logout token names; 400 for any invalid token (ID-11)."""
+        if request.method != "POST":
+            return json_response({"error": "method_not_allowed"}, 405, [("allow", "POST")])
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        tokens = request.form().get("logout_token") or []
+        if content_type != "application/x-www-form-urlencoded" or len(tokens) != 1:
+            return _logout_refused("request")
+        endpoints = yield from connector.endpoints()
+        now = self.relay.clock()
+        try:
+            token = yield from validate_logout_token(connector, endpoints, tokens[0], now=now)
+        except LogoutTokenRejected as exc:
+            return _logout_refused(exc.reason, connector.name)
+        leeway = connector.settings.leeway
+        remember = max(connector.settings.iat_max_age, (token.expires_at or now) - now) + leeway
+        store = self.registry.store
+        fresh = yield from store.use_logout_token_id(token.issuer, token.jti, ttl=remember)
+        if not fresh:
+            return _logout_refused("replayed_jti", connector.name)
+        by, value = ("sid", token.sid) if token.sid is not None else ("sub", token.sub or "")
+        keys = yield from store.take_sessions(connector.name, token.issuer, by, value)
+        ended = 0
+        for key in keys:
+            ended += bool((yield from self.relay.sessions.destroy_key(key)))
+        self.relay.metrics.incr("backchannel_logouts", target=connector.name, flow="connector")
+        logger.info("backchannel_logout connector=%s by=%s sessions=%d", connector.name, by, ended)
+        return json_response({})
 
     # -- connectors list and me ---------------------------------------------------------
 
@@ -337,3 +377,10 @@ def _retry_after(response: httpx.Response) -> float:
     if not value.isdigit():
         return _DEFAULT_RETRY_AFTER
     return min(float(value), _MAX_RETRY_AFTER)
+
+
+def _logout_refused(reason: str, connector: str | None = None) -> Response:
+    logger.warning("backchannel_logout_refused connector=%s reason=%s", connector, reason)
+    return json_response(
+        {"error": "invalid_request", "error_description": "the logout token is not valid"}, 400
+    )

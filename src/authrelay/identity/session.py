@@ -56,30 +56,38 @@ class SessionRecord:
     connector: str | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    provider_session: tuple[str, str, str | None] | None = None
+    """``(iss, sub, sid)`` of the provider sign-in it came from (back-channel logout)."""
 
     def to_json(self) -> bytes:
         """Serialize for sealing."""
-        return json.dumps(
-            {
-                "sub": self.subject,
-                "iss": self.issuer,
-                "con": self.connector,
-                "claims": dict(self.claims),
-                "created": self.created_at,
-            },
-            separators=(",", ":"),
-        ).encode()
+        data: dict[str, Any] = {
+            "sub": self.subject,
+            "iss": self.issuer,
+            "con": self.connector,
+            "claims": dict(self.claims),
+            "created": self.created_at,
+        }
+        if self.provider_session is not None:
+            data["op"] = list(self.provider_session)
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> SessionRecord:
         """Inverse of :meth:`to_json`."""
         data = json.loads(raw)
+        origin = data.get("op")
         return cls(
             subject=data["sub"],
             issuer=data.get("iss"),
             connector=data.get("con"),
             claims=data.get("claims") or {},
             created_at=float(data.get("created") or 0.0),
+            provider_session=(
+                (str(origin[0]), str(origin[1]), None if origin[2] is None else str(origin[2]))
+                if isinstance(origin, list) and len(origin) == 3
+                else None
+            ),
         )
 
 
@@ -210,6 +218,13 @@ class SessionManager:
 
     def create(self, record: SessionRecord, *, replaces: str | None = None) -> Flow[str]:
         """Store a new session (fresh id: SE-04), end ``replaces``; return its ``Set-Cookie``."""
+        cookie, _ = yield from self.create_keyed(record, replaces=replaces)
+        return cookie
+
+    def create_keyed(
+        self, record: SessionRecord, *, replaces: str | None = None
+    ) -> Flow[tuple[str, str]]:
+        """:meth:`create`, also returning the record's store key (for :meth:`destroy_key`)."""
         session_id = random_token(32)
         key = self._key(session_id)
         sealed = self._record_ring.seal(record.to_json(), key.encode())
@@ -217,9 +232,19 @@ class SessionManager:
         if replaces is not None:
             yield from self.destroy(replaces)
         self._records.put(key.encode(), self._clock() + _RECORD_CACHE_TTL, record)
-        return self.set_cookie(session_id, record.created_at or self._clock())
+        return self.set_cookie(session_id, record.created_at or self._clock()), key
 
     def destroy(self, session_id: str) -> Flow[None]:
         """End a session server-side: its cookie is anonymous from now on (SE-06)."""
-        self._records.discard(self._key(session_id).encode())
-        yield StoreOp("delete", (self._key(session_id),))
+        yield from self.destroy_key(self._key(session_id))
+
+    def destroy_key(self, key: str) -> Flow[bool]:
+        """End the session whose record is at store ``key``; False if it had ended already.
+
+        Only keys this manager made are accepted (a back-channel logout passes them on).
+        """
+        if not key.startswith(self._prefix):
+            return False
+        self._records.discard(key.encode())
+        deleted: bool = yield StoreOp("delete", (key,))
+        return bool(deleted)

@@ -72,6 +72,9 @@ class ConnectorSettings(Section):
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
     rp_initiated_logout: bool = True
     """OIDC: send the browser to the provider's ``end_session_endpoint`` at logout."""
+    backchannel_logout: bool = True
+    """OIDC: accept logout tokens at ``{prefix}/{name}/backchannel-logout`` (Back-Channel
+    Logout 1.0) and end the sessions they name."""
 
     @model_validator(mode="after")
     def _kind(self) -> ConnectorSettings:

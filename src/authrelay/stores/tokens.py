@@ -38,7 +38,9 @@ __all__ = ["LinkRecord", "StoredTokens", "TokenStore", "Transaction"]
 logger = logging.getLogger("authrelay.store")
 
 SCHEMA = "v1"
-Kind = Literal["tokens", "link", "profile", "connector", "tx", "lock"]
+Kind = Literal["tokens", "link", "profile", "connector", "tx", "lock", "logout"]
+MAX_INDEXED_SESSIONS = 50
+"""Sessions remembered per provider ``sub`` or ``sid`` for back-channel logout (newest kept)."""
 
 
 def _digest(*parts: str) -> str:
@@ -260,6 +262,54 @@ class TokenStore:
             return Transaction.from_json(plain)
         except (ValueError, KeyError, TypeError):
             return None
+
+    # -- back-channel logout: provider sessions → our sessions ----------------------------
+
+    def _logout_key(self, connector: str, issuer: str, by: str, value: str) -> str:
+        return f"{self._prefix}bcl:{_digest(connector, issuer, by, value)}"
+
+    def index_session(
+        self,
+        connector: str,
+        issuer: str,
+        session_key: str,
+        *,
+        sub: str,
+        sid: str | None,
+        ttl: float,
+    ) -> Flow[None]:
+        """Remember that our session ``session_key`` came from the provider's ``sub``/``sid``.
+
+        ``session_key`` is the session record's store key (a digest, never the cookie).
+        """
+        for by, value in (("sub", sub), ("sid", sid)):
+            if value is None:
+                continue
+            key = self._logout_key(connector, issuer, by, value)
+            aad = self._aad("logout", value, issuer, connector)
+            for _ in range(5):  # compare-and-set append; a lost race reads again
+                plain, version = yield from self._read(key, aad)
+                known = [] if plain is None else list(json.loads(plain))
+                merged = [k for k in known if k != session_key][-(MAX_INDEXED_SESSIONS - 1) :]
+                data = json.dumps([*merged, session_key]).encode()
+                written = yield from self._write(key, data, aad, expected_version=version, ttl=ttl)
+                if written is not None:
+                    break
+
+    def take_sessions(self, connector: str, issuer: str, by: str, value: str) -> Flow[list[str]]:
+        """The session record keys indexed under the provider's ``sub`` or ``sid``; forgets them."""
+        key = self._logout_key(connector, issuer, by, value)
+        plain, version = yield from self._read(key, self._aad("logout", value, issuer, connector))
+        if plain is None:
+            return []
+        yield StoreOp("delete", (key,), {"expected_version": version})
+        return [str(k) for k in json.loads(plain)]
+
+    def use_logout_token_id(self, issuer: str, jti: str, *, ttl: float) -> Flow[bool]:
+        """Record a logout token's ``jti``; False when it was seen before (a replay)."""
+        key = f"{self._prefix}bcljti:{_digest(issuer, jti)}"
+        written = yield StoreOp("put", (key, b"1"), {"expected_version": 0, "ttl": ttl})
+        return written is not None
 
     # -- refresh locks (RT-02) ----------------------------------------------------------
 

@@ -134,6 +134,7 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     registration: {
       enabled: Boolean(config.initial_access_token),
       initialAccessToken: config.initial_access_token ?? false,
@@ -179,6 +180,13 @@ const provider = new Provider(issuer, {
   // RFC 9700 §2.1.2: no implicit or hybrid response types.
   responseTypes: ['code'],
   clientBasedCORS: () => true,
+  // Outgoing requests (back-channel logout tokens) go to relying parties on 127.0.0.1,
+  // which the default SSRF guard refuses as special-use addresses; this test provider
+  // only ever talks to loopback, so the guard's dispatcher is dropped here.
+  fetch: (url, options) => {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   async renderError(ctx, out) {
     ctx.type = 'json';
     ctx.body = out;
@@ -188,6 +196,12 @@ provider.proxy = false;
 
 provider.on('server_error', (_ctx, err) => {
   console.error('oidc-provider server_error:', err);
+});
+provider.on('backchannel.error', (_ctx, err, client) => {
+  console.error(`oidc-provider backchannel.error for ${client.clientId}:`, err.message, err.cause?.code ?? '', err.cause?.message ?? '');
+});
+provider.on('backchannel.success', (_ctx, client) => {
+  console.log(`oidc-provider backchannel.success for ${client.clientId}`);
 });
 
 // Static clients are otherwise validated on first use; a bad redirect URI from the Python
