@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._io import Flow
-from ..errors import InvalidToken, UpstreamError
-from ..identity.jwt import ClaimRules, validate_claims, verify_jws
+from ..errors import InvalidToken
+from ..identity.jwt import ClaimRules, validate_claims
 from .connector import Connector, Endpoints
+from .idtoken import verify_signed
 
 __all__ = ["LOGOUT_EVENT", "LogoutToken", "LogoutTokenRejected", "validate_logout_token"]
 
@@ -68,17 +69,11 @@ def validate_logout_token(
     connector: Connector, endpoints: Endpoints, token: str, *, now: float
 ) -> Flow[LogoutToken]:
     """Verify and validate a logout token; raise :class:`LogoutTokenRejected`."""
-    if endpoints.jwks_uri is None:
-        raise UpstreamError("the provider publishes no signing keys", connector=connector.name)
     settings = connector.settings
     try:
-        verified = yield from verify_jws(
-            token, keys=connector.jwks(endpoints.jwks_uri), algorithms=connector.algorithms
-        )
+        header, claims, issuer = yield from verify_signed(connector, endpoints, token)
     except InvalidToken as exc:
         raise LogoutTokenRejected(str(exc.context.get("reason", "signature"))) from None
-    header, claims = verified.header, dict(verified.claims)
-    issuer = connector.expected_issuer(claims)
     if issuer is None:
         raise LogoutTokenRejected("issuer")
     rules = ClaimRules(

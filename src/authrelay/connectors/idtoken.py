@@ -37,7 +37,7 @@ from ..errors import CallbackError, InvalidToken, UpstreamError
 from ..identity.jwt import id_token_rules, validate_claims, verify_jws
 from .connector import Connector, Endpoints
 
-__all__ = ["fetch_userinfo", "half_hash", "same_identity", "validate_id_token"]
+__all__ = ["fetch_userinfo", "half_hash", "same_identity", "validate_id_token", "verify_signed"]
 
 logger = logging.getLogger("authrelay.connectors.idtoken")
 
@@ -78,6 +78,24 @@ def _check_hash(claims: Mapping[str, Any], name: str, alg: str, value: str | Non
         raise _invalid(name)
 
 
+def verify_signed(
+    connector: Connector, endpoints: Endpoints, token: str
+) -> Flow[tuple[Mapping[str, Any], dict[str, Any], str | None]]:
+    """Verify a JWS the provider signed (an ID token, a logout token).
+
+    The signature is checked with the provider's JWKS and the connector's algorithm.
+    Returns the header, the claims (not yet validated) and the issuer they must name
+    (None when none fits). Raises :class:`InvalidToken`.
+    """
+    if endpoints.jwks_uri is None:
+        raise UpstreamError("the provider publishes no signing keys", connector=connector.name)
+    verified = yield from verify_jws(
+        token, keys=connector.jwks(endpoints.jwks_uri), algorithms=connector.algorithms
+    )
+    claims = dict(verified.claims)
+    return verified.header, claims, connector.expected_issuer(claims)
+
+
 def validate_id_token(
     connector: Connector,
     endpoints: Endpoints,
@@ -91,17 +109,11 @@ def validate_id_token(
     acr_values: tuple[str, ...] = (),
 ) -> Flow[dict[str, Any]]:
     """Verify and validate an ID token; return its claims. ``nonce=None`` only on refresh."""
-    if endpoints.jwks_uri is None:
-        raise UpstreamError("the provider publishes no signing keys", connector=connector.name)
     settings = connector.settings
     try:
-        verified = yield from verify_jws(
-            id_token, keys=connector.jwks(endpoints.jwks_uri), algorithms=connector.algorithms
-        )
+        header, claims, issuer = yield from verify_signed(connector, endpoints, id_token)
     except InvalidToken as exc:
         raise _invalid(str(exc.context.get("reason", "signature"))) from None
-    header, claims = verified.header, dict(verified.claims)
-    issuer = connector.expected_issuer(claims)
     if issuer is None:
         raise _invalid("issuer")
     try:
