@@ -9,13 +9,22 @@ Defends against (DS-01, DS-03):
   one (absolute URLs elsewhere go out bare);
 - retry loops: a downstream 401 drops that token, acquires a fresh one and retries once,
   only when the request body can be replayed and the challenge does not name another
-  error than ``invalid_token``; a second 401 is returned as it is.
+  error than ``invalid_token``; a second 401 is returned as it is;
+- repeating what must not be repeated: with ``retry_idempotent``, only idempotent
+  methods (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, PUT, DELETE) with a replayable body are
+  retried after 429, 502, 503 or 504, at most :data:`~.runtime.TRANSIENT_RETRIES` times, after
+  the ``Retry-After`` the server asked for (or a short backoff); a ``Retry-After``
+  beyond :data:`MAX_RETRY_WAIT` is not waited for: the answer is returned as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import AsyncGenerator, Generator, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 import httpx
@@ -31,12 +40,42 @@ __all__ = ["AsyncServiceClient", "ServiceClient", "SyncServiceClient"]
 
 _UNSET: Any = object()
 
+MAX_RETRY_WAIT = 5.0
+"""Longest wait before such a retry; a later ``Retry-After`` returns the answer instead."""
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_TRANSIENT = frozenset({429, 502, 503, 504})
+_FIRST_BACKOFF = 0.2
+
 
 @dataclass(frozen=True, slots=True)
 class _Need:
     """Effect of the auth flow: a credential, fresh when ``stale`` is the refused one."""
 
     stale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    """Effect of the auth flow: wait ``seconds`` before sending again."""
+
+    seconds: float
+
+
+def _retry_delay(response: httpx.Response, attempt: int) -> float | None:
+    """Seconds to wait before retrying ``response``'s request; None when too long."""
+    value = response.headers.get("retry-after", "").strip()
+    delay: float
+    if value.isdigit():
+        delay = float(value)
+    elif value:
+        try:
+            delay = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            delay = _FIRST_BACKOFF * 2**attempt
+    else:
+        delay = _FIRST_BACKOFF * 2**attempt * random.uniform(0.8, 1.2)
+    delay = max(0.0, delay)
+    return None if delay > MAX_RETRY_WAIT else delay
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -57,7 +96,7 @@ def _invalid_token_challenge(response: httpx.Response) -> bool:
 
 def _auth_flow(
     runtime: ServiceRuntime, request: httpx.Request
-) -> Generator[httpx.Request | _Need, Any, None]:
+) -> Generator[httpx.Request | _Need | _Wait, Any, None]:
     if not runtime.same_origin(request.url):
         yield request
         return
@@ -65,17 +104,26 @@ def _auth_flow(
     runtime.attach(request, header)
     response: httpx.Response = yield request
     if (
-        response.status_code != 401
-        or not runtime.retry_on_401
-        or not _replayable(request)
-        or not _invalid_token_challenge(response)
+        response.status_code == 401
+        and runtime.retry_on_401
+        and _replayable(request)
+        and _invalid_token_challenge(response)
     ):
+        fresh: str = yield _Need(stale=header)
+        if fresh == header:
+            return
+        runtime.attach(request, fresh)
+        response = yield request
+    if request.method not in _IDEMPOTENT or not _replayable(request):
         return
-    fresh: str = yield _Need(stale=header)
-    if fresh == header:
-        return
-    runtime.attach(request, fresh)
-    yield request
+    for attempt in range(runtime.transient_retries):
+        if response.status_code not in _TRANSIENT:
+            return
+        delay = _retry_delay(response, attempt)
+        if delay is None:
+            return
+        yield _Wait(delay)
+        response = yield request
 
 
 class _Auth(httpx.Auth):
@@ -98,6 +146,9 @@ class _Auth(httpx.Auth):
                 return
             if isinstance(effect, _Need):
                 value = client._header(effect.stale)
+            elif isinstance(effect, _Wait):
+                time.sleep(effect.seconds)
+                value = None
             else:
                 value = yield effect
 
@@ -115,6 +166,9 @@ class _Auth(httpx.Auth):
                 return
             if isinstance(effect, _Need):
                 value = await client._header(effect.stale)
+            elif isinstance(effect, _Wait):
+                await asyncio.sleep(effect.seconds)
+                value = None
             else:
                 value = yield effect
 

@@ -56,6 +56,10 @@ def _no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
+TRANSIENT_RETRIES = 2
+"""Retries of an idempotent request answered 429/502/503/504 (with ``retry_idempotent``)."""
+
+
 class ServiceRuntime:
     """Everything about one service that is built once per relay and shared by requests."""
 
@@ -74,6 +78,7 @@ class ServiceRuntime:
         self.hits = 0
         """Warm-cache hits, counted without a lock (read through ``relay.metrics``)."""
         self.retry_on_401 = settings.retry_on_401 and settings.flow not in ("api_key", "forward")
+        self.transient_retries = TRANSIENT_RETRIES if settings.retry_idempotent else 0
         for header in settings.headers:
             if header.lower() in _FORBIDDEN_HEADERS:
                 raise ConfigurationError(

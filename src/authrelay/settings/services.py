@@ -95,7 +95,9 @@ class ServiceSettings(Section):
     retry_on_401: bool = True
     """A downstream 401 drops the token, acquires a fresh one and retries once (DS-03)."""
     retry_idempotent: bool = False
-    """Retry idempotent downstream requests on transient failures."""
+    """Retry downstream requests that failed transiently: connection failures (twice), and
+    idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) answered 429/502/503/504 (twice,
+    after ``Retry-After`` when it is at most 5 s)."""
     allow_http: bool = False
     """Allow a plain ``http://`` base URL (DS-01); loopback in tests only."""
     insecure_skip_verify: bool = False
