@@ -137,11 +137,9 @@ class AuthRelayMiddleware:
         if self._async:
             return self._acall(request)
         authorization, cookie, query = _sync_credentials(request)
-        resolution = self._identity.fast(authorization, cookie, query)
-        if resolution is None:
-            resolution = self.relay.sync_driver.run(
-                self._identity.resolve(authorization, cookie, query)
-            )
+        resolution = self._identity.lookup(authorization, cookie, query)
+        if not isinstance(resolution, Resolution):  # a cache miss: one pass, no second lookup
+            resolution = self.relay.sync_driver.run(self._identity.complete(resolution))
         if self._under_prefix(request):
             route = self._route_request(request, resolution)
             if isinstance(route, Response):
@@ -157,11 +155,9 @@ class AuthRelayMiddleware:
 
     async def _acall(self, request: HttpRequest) -> Any:
         authorization, cookie, query = _async_credentials(request)
-        resolution = self._identity.fast(authorization, cookie, query)
-        if resolution is None:
-            resolution = await self.relay.async_driver.run(
-                self._identity.resolve(authorization, cookie, query)
-            )
+        resolution = self._identity.lookup(authorization, cookie, query)
+        if not isinstance(resolution, Resolution):
+            resolution = await self.relay.async_driver.run(self._identity.complete(resolution))
         if self._under_prefix(request):
             route = self._route_request(request, resolution)
             if isinstance(route, Response):
