@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import AuthRelayError, ConfigurationError, UnknownService
+from .identity.resolve import Resolution
 from .principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from .relay import Relay
 from .settings import Settings
@@ -135,11 +136,9 @@ class Sidecar:
         if not authorization:
             raise _Problem(401, "this endpoint needs a bearer token", "unauthorized")
         identity = self.relay.identity
-        resolution = identity.fast(authorization, None, b"")
-        if resolution is None:
-            resolution = await self.relay.async_driver.run(
-                identity.resolve(authorization, None, b"")
-            )
+        resolution = identity.lookup(authorization, None, b"")
+        if not isinstance(resolution, Resolution):
+            resolution = await self.relay.async_driver.run(identity.complete(resolution))
         if resolution.error is not None:
             raise resolution.error
         if resolution.principal.kind != "bearer":
