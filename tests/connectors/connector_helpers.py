@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from asgi_lifespan import answer_lifespan
 from authrelay import AuthRelayMiddleware, Relay, Settings
 from authrelay.testing import IdentityProvider, free_port, serve_asgi
 from authrelay.testing.servers import serve_wsgi
@@ -43,13 +44,7 @@ def app_settings(idp_issuer: str, base_url: str, **extra: Any) -> Settings:
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A plain ASGI app that shows who is calling."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await answer_lifespan(receive, send)
     if scope["type"] != "http":
         return
     user = scope.get("user")
@@ -105,6 +100,15 @@ class Running:
         return dict(response.json())
 
 
+@dataclass
+class Timed:
+    """Alice signed in to the app; provider and app share the clock ``now[0]``."""
+
+    idp: IdentityProvider
+    now: list[float]
+    app: Running
+
+
 def query_of(url: str) -> dict[str, str]:
     """The query parameters of ``url`` (single values)."""
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
@@ -149,7 +153,7 @@ def run_app(
         relay.close()
 
 
-__all__ = ["Running", "app_settings", "jwt_payload", "query_of", "run_app"]
+__all__ = ["Running", "Timed", "app_settings", "jwt_payload", "query_of", "run_app"]
 
 
 def refresh_count(idp: IdentityProvider, expected: int) -> int:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from connector_helpers import Running, refresh_count, run_app
+from connector_helpers import Running, Timed, refresh_count
 
 from authrelay import Principal, TokenStoreUnavailable
 from authrelay._io import Effect, Sleep, SyncDriver
@@ -15,7 +14,6 @@ from authrelay.connectors.usertokens import LOCK_MARGIN, lock_ttl
 from authrelay.responses import error_response
 from authrelay.settings import HttpSettings
 from authrelay.stores.locks import acquire_lock
-from authrelay.testing import IdentityProvider, serve_identity_provider
 from authrelay.tokens import AccessToken
 
 ALICE = Principal(subject="idp|alice", kind="session", connector="idp")
@@ -37,14 +35,6 @@ class FastForward(SyncDriver):
         return super()._perform(effect)
 
 
-@pytest.fixture
-def timed_idp(
-    make_identity_provider: Callable[..., IdentityProvider],
-) -> tuple[IdentityProvider, list[float]]:
-    now = [1_700_000_000.0]
-    return make_identity_provider(issuer=None, clock=lambda: now[0]), now
-
-
 def _take_lock_and_vanish(app: Running, ttl: float) -> None:
     """What a worker that crashed in the middle of a refresh leaves behind."""
     key = app.relay.connectors.store.lock_key("idp|alice", "idp")
@@ -63,41 +53,33 @@ def test_rt02_lock_outlives_the_token_timeout_and_waiters_outwait_the_lock() -> 
     assert lock_ttl(slow) > lock_ttl(http) + 2 * 30.0 - 1
 
 
-def test_rt02_dead_lock_holder_costs_one_wait_then_one_refresh(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        ttl = app.relay.connectors.tokens.lock_ttl
-        now[0] += 290  # the access token is due for refresh
-        _take_lock_and_vanish(app, ttl)
-        driver = FastForward(app, now)
-        try:
-            token = _token(driver, app)
-        finally:
-            driver.client.close()
-        assert token.value
-        assert ttl <= driver.slept <= ttl + LOCK_MARGIN  # waited for the lock's TTL, not less
-        assert refresh_count(idp, 1) == 1
+def test_rt02_dead_lock_holder_costs_one_wait_then_one_refresh(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    ttl = app.relay.connectors.tokens.lock_ttl
+    now[0] += 290  # the access token is due for refresh
+    _take_lock_and_vanish(app, ttl)
+    driver = FastForward(app, now)
+    try:
+        token = _token(driver, app)
+    finally:
+        driver.client.close()
+    assert token.value
+    assert ttl <= driver.slept <= ttl + LOCK_MARGIN  # waited for the lock's TTL, not less
+    assert refresh_count(idp, 1) == 1
 
 
-def test_rt02_lock_held_past_the_wait_budget_is_a_503_with_retry_after(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        now[0] += 290
-        _take_lock_and_vanish(app, 100 * app.relay.connectors.tokens.lock_ttl)
-        driver = FastForward(app, now)
-        try:
-            with pytest.raises(TokenStoreUnavailable) as info:
-                _token(driver, app)
-        finally:
-            driver.client.close()
-        assert info.value.connector == "idp"
-        response = error_response(info.value, accept="application/json")
-        assert response.status == 503
-        assert int(dict(response.headers)["retry-after"]) >= 1
-        assert refresh_count(idp, 0) == 0
+def test_rt02_lock_held_past_the_wait_budget_is_a_503_with_retry_after(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    now[0] += 290
+    _take_lock_and_vanish(app, 100 * app.relay.connectors.tokens.lock_ttl)
+    driver = FastForward(app, now)
+    try:
+        with pytest.raises(TokenStoreUnavailable) as info:
+            _token(driver, app)
+    finally:
+        driver.client.close()
+    assert info.value.connector == "idp"
+    response = error_response(info.value, accept="application/json")
+    assert response.status == 503
+    assert int(dict(response.headers)["retry-after"]) >= 1
+    assert refresh_count(idp, 0) == 0

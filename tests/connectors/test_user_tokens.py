@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from connector_helpers import Running, app_settings, refresh_count, run_app
+from connector_helpers import Running, Timed, app_settings, refresh_count, run_app
 
 from authrelay import ConsentRequired, Principal, ReauthorizationRequired, Relay, UpstreamError
-from authrelay.testing import IdentityProvider, serve_identity_provider
+from authrelay.testing import IdentityProvider
 from authrelay.tokens import AccessToken
 
 ALICE = Principal(subject="idp|alice", kind="session", connector="idp")
@@ -31,113 +30,84 @@ def stored_refresh_token(app: Running) -> str | None:
     return None if record is None else record.refresh_token
 
 
-@pytest.fixture
-def timed_idp(
-    make_identity_provider: Callable[..., IdentityProvider],
-) -> tuple[IdentityProvider, list[float]]:
-    now = [1_700_000_000.0]
-    idp = make_identity_provider(issuer=None, clock=lambda: now[0])
-    return idp, now
+def test_rt01_refresh_before_expiry_rotates_and_persists(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    first = token(app)
+    assert refresh_count(idp, 0) == 0
+    old_rt = stored_refresh_token(app)
+    assert old_rt is not None
+    now[0] += 250  # within the 60 s margin of the 300 s lifetime
+    second = token(app)
+    assert second.value != first.value
+    assert refresh_count(idp, 1) == 1
+    new_rt = stored_refresh_token(app)
+    assert new_rt is not None and new_rt != old_rt
+    assert idp.refresh_token_state(old_rt) == "rotated"
+    assert idp.refresh_token_state(new_rt) == "active"
+    assert token(app).value == second.value  # fresh again: no new request
+    assert refresh_count(idp, 1) == 1
 
 
-def test_rt01_refresh_before_expiry_rotates_and_persists(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        first = token(app)
-        assert refresh_count(idp, 0) == 0
-        old_rt = stored_refresh_token(app)
-        assert old_rt is not None
-        now[0] += 250  # within the 60 s margin of the 300 s lifetime
-        second = token(app)
-        assert second.value != first.value
-        assert refresh_count(idp, 1) == 1
-        new_rt = stored_refresh_token(app)
-        assert new_rt is not None and new_rt != old_rt
-        assert idp.refresh_token_state(old_rt) == "rotated"
-        assert idp.refresh_token_state(new_rt) == "active"
-        assert token(app).value == second.value  # fresh again: no new request
-        assert refresh_count(idp, 1) == 1
+def test_rt02_concurrent_refreshes_are_single_flight(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    now[0] += 280
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(token(app).value)
+        except BaseException as exc:
+            errors.append(exc)
+
+    assert app.relay.sync_driver is app.relay.sync_driver  # made once, before the threads
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert len(set(results)) == 1
+    assert refresh_count(idp, 1) == 1
 
 
-def test_rt02_concurrent_refreshes_are_single_flight(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        now[0] += 280
-        results: list[str] = []
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            try:
-                results.append(token(app).value)
-            except BaseException as exc:
-                errors.append(exc)
-
-        assert app.relay.sync_driver is app.relay.sync_driver  # made once, before the threads
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert not errors
-        assert len(set(results)) == 1
-        assert refresh_count(idp, 1) == 1
-
-
-def test_rt03_invalid_grant_marks_the_link_expired_and_keeps_the_session(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        now[0] += 290
-        idp.faults.add("token", error="invalid_grant", grant_type="refresh_token")
-        with pytest.raises(ReauthorizationRequired) as info:
-            token(app)
-        assert info.value.login_url == "/auth/idp/connect"
-        me = app.me()
-        assert me["authenticated"] is True
-        assert me["connectors"][0]["status"] == "expired"
-        assert stored_refresh_token(app) is None
-        with pytest.raises(ReauthorizationRequired):
-            token(app)
-        assert refresh_count(idp, 1) == 1
-
-
-def test_rt06_invalid_client_never_deletes_user_tokens(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        rt = stored_refresh_token(app)
-        now[0] += 290
-        idp.faults.add("token", error="invalid_client", grant_type="refresh_token")
-        with pytest.raises(UpstreamError) as info:
-            token(app)
-        assert info.value.oauth_error == "invalid_client"
-        assert stored_refresh_token(app) == rt
-
-
-def test_rt04_no_retry_after_500_one_retry_after_503(
-    timed_idp: tuple[IdentityProvider, list[float]],
-) -> None:
-    idp, now = timed_idp
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
-        app.login()
-        now[0] += 290
-        idp.faults.add("token", status=500, grant_type="refresh_token")
-        with pytest.raises(UpstreamError):
-            token(app)
-        assert refresh_count(idp, 1) == 1
-        idp.faults.add("token", status=503, retry_after=0, grant_type="refresh_token")
+def test_rt03_invalid_grant_marks_the_link_expired_and_keeps_the_session(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    now[0] += 290
+    idp.faults.add("token", error="invalid_grant", grant_type="refresh_token")
+    with pytest.raises(ReauthorizationRequired) as info:
         token(app)
-        assert refresh_count(idp, 3) == 3
+    assert info.value.login_url == "/auth/idp/connect"
+    me = app.me()
+    assert me["authenticated"] is True
+    assert me["connectors"][0]["status"] == "expired"
+    assert stored_refresh_token(app) is None
+    with pytest.raises(ReauthorizationRequired):
+        token(app)
+    assert refresh_count(idp, 1) == 1
+
+
+def test_rt06_invalid_client_never_deletes_user_tokens(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    rt = stored_refresh_token(app)
+    now[0] += 290
+    idp.faults.add("token", error="invalid_client", grant_type="refresh_token")
+    with pytest.raises(UpstreamError) as info:
+        token(app)
+    assert info.value.oauth_error == "invalid_client"
+    assert stored_refresh_token(app) == rt
+
+
+def test_rt04_no_retry_after_500_one_retry_after_503(signed_in: Timed) -> None:
+    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    now[0] += 290
+    idp.faults.add("token", status=500, grant_type="refresh_token")
+    with pytest.raises(UpstreamError):
+        token(app)
+    assert refresh_count(idp, 1) == 1
+    idp.faults.add("token", status=503, retry_after=0, grant_type="refresh_token")
+    token(app)
+    assert refresh_count(idp, 3) == 3
 
 
 def test_consent_required_for_scopes_beyond_the_grant(idp: IdentityProvider) -> None:

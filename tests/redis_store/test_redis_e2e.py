@@ -19,6 +19,7 @@ from _e2e_workers import (
 )
 from _redis_helpers import RedisServer, free_port
 
+from asgi_lifespan import answer_lifespan
 from authrelay import AuthRelayMiddleware, Relay
 from authrelay._types import Receive, Scope, Send
 from authrelay.errors import TokenStoreUnavailable
@@ -30,14 +31,8 @@ SPAWN = multiprocessing.get_context("spawn")
 
 
 async def _app(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] == "lifespan":  # so the relay closes its pools at shutdown
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    if scope["type"] == "lifespan":
+        return await answer_lifespan(receive, send)
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from asgi_lifespan import answer_lifespan
 from authrelay import AuthRelayMiddleware, Relay, Settings
 from authrelay._types import Receive, Scope, Send
 from authrelay.testing import free_port, serve_asgi
@@ -202,13 +203,7 @@ def _principal_json(principal: Any, services: Any, path: str) -> Any:
 async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Shows who is calling; ``/call/<service>/<path>`` calls a service for them."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await answer_lifespan(receive, send)
     if scope["type"] != "http":
         return
     path: str = scope["path"]
