@@ -266,3 +266,59 @@ def test_st04_cluster_failover_keeps_every_record() -> None:
             store.delete(key)
         _hear_all(heard, set(keys[:6]))
         store.close()
+
+
+def _wait_calls(port: int) -> int:
+    for line in redis_cli(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_wait:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_replica_acks_wait_for_the_replica_and_say_when_it_is_missing(
+    face: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisSentinelGroup(replicas=1, sentinels=1) as deployment:
+        store = RedisBackend(deployment.url, namespace="ack:", timeout=1.0, replica_acks=1)
+        master = deployment.master
+        replica = next(s for s in deployment.servers if s is not master)
+        face_of = AsyncRedisBackend(store)
+
+        def write(key: str, value: bytes) -> int | None:
+            if face == "sync":
+                return store.put(key, value)
+
+            async def scenario() -> int | None:
+                written = await face_of.put(key, value)
+                await face_of.aclose()
+                return written
+
+            return anyio.run(scenario)
+
+        assert write("ack:warm-up", b"x") is not None  # loads the scripts on the server
+        before = _wait_calls(master.port)
+        assert write("ack:tokens:1", b"v1") is not None
+        assert _wait_calls(master.port) == before + 1  # one WAIT went with the write
+        replicated = redis.Redis(port=replica.port)
+        try:
+            assert replicated.hget("ack:tokens:1", "v") == b"v1"  # on the replica already
+        finally:
+            replicated.close()
+        assert "store_write_not_replicated" not in caplog.text
+        replica.stop()  # no replica left to acknowledge
+        assert write("ack:tokens:2", b"v2") is not None  # the write still stands
+        assert "store_write_not_replicated" in caplog.text
+        assert "acks=0 wanted=1" in caplog.text
+        store.close()
+
+
+def test_replica_acks_are_refused_where_nothing_can_wait() -> None:
+    from authrelay.settings import StoreSettings
+
+    with pytest.raises(ValueError, match="replica_acks needs"):
+        StoreSettings(url="redis+cluster://n1:7000", replica_acks=1)
+    with pytest.raises(ValueError, match="replica_acks needs"):
+        StoreSettings(url="sqlite:///x.db", replica_acks=1)
+    assert StoreSettings(url="redis+sentinel://s1/m", replica_acks=1).replica_acks == 1

@@ -181,6 +181,10 @@ class StoreSettings(Section):
     key_prefix: str = "authrelay:"
     timeout: Annotated[float, Field(gt=0)] = 0.5
     """Per-operation timeout (Redis 0.5 s; SQLite uses a 5 s busy timeout) (ST-08)."""
+    replica_acks: Annotated[int, Field(ge=0, le=16)] = 0
+    """Redis with replicas: after each write, wait (``WAIT``, at most 80 % of ``timeout``)
+    until this many replicas have it, so a failover does not lose it; fewer in time is
+    logged (``store_write_not_replicated``), the write stands. One server or Sentinel."""
 
     @field_validator("url")
     @classmethod
@@ -192,6 +196,15 @@ class StoreSettings(Section):
 
             parse_multi_host_url(value)  # a malformed Sentinel or Cluster url fails at start
         return value
+
+    @model_validator(mode="after")
+    def _acks(self) -> StoreSettings:
+        if self.replica_acks and not self.url.startswith(REDIS_SCHEMES[:4]):
+            raise ValueError(
+                "replica_acks needs a Redis server or Sentinel url (redis://, rediss://, "
+                "redis+sentinel://): Cluster and the other stores cannot WAIT for replicas"
+            )
+        return self
 
 
 class HttpSettings(Section):

@@ -29,6 +29,11 @@ def open_backends(
     if url.startswith(REDIS_SCHEMES):
         from .redis import AsyncRedisBackend, RedisBackend
 
-        redis = RedisBackend(url, namespace=settings.key_prefix, timeout=settings.timeout)
+        redis = RedisBackend(
+            url,
+            namespace=settings.key_prefix,
+            timeout=settings.timeout,
+            replica_acks=settings.replica_acks,
+        )
         return redis, AsyncRedisBackend(redis)
     raise NotImplementedError(f"store backend for {url.split(':', 1)[0]!r} is not available yet")

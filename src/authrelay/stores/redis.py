@@ -106,6 +106,13 @@ def _expected(expected_version: int | None) -> str:
     return "" if expected_version is None else str(int(expected_version))
 
 
+def _check_acks(acks: int, wanted: int, where: str) -> None:
+    if acks < wanted:
+        # The write stands on the master (it cannot be undone); a failover before the
+        # replicas catch up could still lose it. Logged so operators see it happening.
+        logger.warning("store_write_not_replicated url=%s acks=%d wanted=%d", where, acks, wanted)
+
+
 def _target(url: str) -> RedisTarget | None:
     return parse_multi_host_url(url) if url.startswith(tuple(MULTI_HOST_SCHEMES)) else None
 
@@ -145,10 +152,19 @@ class RedisBackend:
     (``{namespace}invalidate``); keys arrive already under it.
     """
 
-    def __init__(self, url: str, *, namespace: str = "authrelay:", timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "authrelay:",
+        timeout: float = 0.5,
+        replica_acks: int = 0,
+    ) -> None:
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
+        self.replica_acks = replica_acks
+        self.wait_ms = max(1, int(timeout * 800))  # WAIT answers before the socket times out
         self.target = _target(url)
         self.hub = InvalidationHub(f"{namespace}invalidate")
         self._where = describe_url(url)
@@ -265,7 +281,7 @@ class RedisBackend:
         ]
 
         def operation(client: _Client) -> int | None:
-            result = self._put(keys=[key], args=args, client=client)
+            result = self._scripted(client, self._put, key, args)
             return None if result is None else int(result)
 
         return self._guard(operation)
@@ -273,7 +289,28 @@ class RedisBackend:
     def delete(self, key: str, *, expected_version: int | None = None) -> bool:
         """See :meth:`Backend.delete`."""
         args = [self.hub.channel, _expected(expected_version)]
-        return self._guard(lambda client: bool(self._delete(keys=[key], args=args, client=client)))
+        return self._guard(lambda client: bool(self._scripted(client, self._delete, key, args)))
+
+    def _scripted(self, client: _Client, script: Any, key: str, args: list[Any]) -> Any:
+        """Run a write script; with ``replica_acks``, also WAIT on the same connection."""
+        if not self.replica_acks or not isinstance(client, redis.Redis):
+            return script(keys=[key], args=args, client=client)
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, 1, key, *args)
+            pipe.execute_command("WAIT", self.replica_acks, self.wait_ms)  # type: ignore[no-untyped-call]
+            try:
+                result, acks = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                client.script_load(script.script)
+                continue
+            finally:
+                pipe.reset()
+            _check_acks(int(acks), self.replica_acks, self._where)
+            return result
+        raise AssertionError("unreachable")
 
     def keys(self, prefix: str) -> list[str]:
         """See :meth:`Backend.keys` (``SCAN``, never ``KEYS``)."""
@@ -441,7 +478,7 @@ class AsyncRedisBackend:
         ]
 
         async def operation(client: _AsyncClient) -> int | None:
-            result = await self._put(keys=[key], args=args, client=client)
+            result = await self._scripted(client, self._put, key, args)
             return None if result is None else int(result)
 
         return await self._guard(operation)
@@ -451,9 +488,31 @@ class AsyncRedisBackend:
         args = [self.hub.channel, _expected(expected_version)]
 
         async def operation(client: _AsyncClient) -> bool:
-            return bool(await self._delete(keys=[key], args=args, client=client))
+            return bool(await self._scripted(client, self._delete, key, args))
 
         return await self._guard(operation)
+
+    async def _scripted(self, client: _AsyncClient, script: Any, key: str, args: list[Any]) -> Any:
+        """See :meth:`RedisBackend._scripted`."""
+        wanted = self.sync.replica_acks
+        if not wanted or not isinstance(client, redis.asyncio.Redis):
+            return await script(keys=[key], args=args, client=client)
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, 1, key, *args)
+            pipe.execute_command("WAIT", wanted, self.sync.wait_ms)
+            try:
+                result, acks = await pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                await client.script_load(script.script)
+                continue
+            finally:
+                await pipe.reset()  # type: ignore[no-untyped-call]
+            _check_acks(int(acks), wanted, self.sync._where)
+            return result
+        raise AssertionError("unreachable")
 
     async def keys(self, prefix: str) -> list[str]:
         """See :meth:`Backend.keys` (``SCAN``, never ``KEYS``)."""
