@@ -295,22 +295,21 @@ class RedisBackend:
         """Run a write script; with ``replica_acks``, also WAIT on the same connection."""
         if not self.replica_acks or not isinstance(client, redis.Redis):
             return script(keys=[key], args=args, client=client)
-        for attempt in range(2):
-            pipe = client.pipeline(transaction=False)
+        try:
+            result, acks = self._write_and_wait(client, script, key, args)
+        except redis.exceptions.NoScriptError:  # a new master, or its script cache flushed
+            client.script_load(script.script)
+            result, acks = self._write_and_wait(client, script, key, args)
+        _check_acks(int(acks), self.replica_acks, self._where)
+        return result
+
+    def _write_and_wait(
+        self, client: redis.Redis, script: Any, key: str, args: list[Any]
+    ) -> list[Any]:
+        with client.pipeline(transaction=False) as pipe:
             pipe.evalsha(script.sha, 1, key, *args)
             pipe.execute_command("WAIT", self.replica_acks, self.wait_ms)  # type: ignore[no-untyped-call]
-            try:
-                result, acks = pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                client.script_load(script.script)
-                continue
-            finally:
-                pipe.reset()
-            _check_acks(int(acks), self.replica_acks, self._where)
-            return result
-        raise AssertionError("unreachable")
+            return pipe.execute()
 
     def keys(self, prefix: str) -> list[str]:
         """See :meth:`Backend.keys` (``SCAN``, never ``KEYS``)."""
@@ -497,22 +496,21 @@ class AsyncRedisBackend:
         wanted = self.sync.replica_acks
         if not wanted or not isinstance(client, redis.asyncio.Redis):
             return await script(keys=[key], args=args, client=client)
-        for attempt in range(2):
-            pipe = client.pipeline(transaction=False)
+        try:
+            result, acks = await self._write_and_wait(client, script, key, args)
+        except redis.exceptions.NoScriptError:
+            await client.script_load(script.script)
+            result, acks = await self._write_and_wait(client, script, key, args)
+        _check_acks(int(acks), wanted, self.sync._where)
+        return result
+
+    async def _write_and_wait(
+        self, client: redis.asyncio.Redis, script: Any, key: str, args: list[Any]
+    ) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
             pipe.evalsha(script.sha, 1, key, *args)
-            pipe.execute_command("WAIT", wanted, self.sync.wait_ms)
-            try:
-                result, acks = await pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                await client.script_load(script.script)
-                continue
-            finally:
-                await pipe.reset()  # type: ignore[no-untyped-call]
-            _check_acks(int(acks), wanted, self.sync._where)
-            return result
-        raise AssertionError("unreachable")
+            pipe.execute_command("WAIT", self.sync.replica_acks, self.sync.wait_ms)
+            return await pipe.execute()
 
     async def keys(self, prefix: str) -> list[str]:
         """See :meth:`Backend.keys` (``SCAN``, never ``KEYS``)."""
