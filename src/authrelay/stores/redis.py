@@ -113,6 +113,13 @@ def _check_acks(acks: int, wanted: int, where: str) -> None:
         logger.warning("store_write_not_replicated url=%s acks=%d wanted=%d", where, acks, wanted)
 
 
+def _put_args(
+    channel: str, value: bytes, ttl: float | None, expected_version: int | None
+) -> list[str | bytes]:
+    """ARGV of :data:`PUT_SCRIPT`."""
+    return [channel, value, _ttl_ms(ttl), _expected(expected_version)]
+
+
 def _target(url: str) -> RedisTarget | None:
     return parse_multi_host_url(url) if url.startswith(tuple(MULTI_HOST_SCHEMES)) else None
 
@@ -273,12 +280,7 @@ class RedisBackend:
         expected_version: int | None = None,
     ) -> int | None:
         """See :meth:`Backend.put`."""
-        args: list[str | bytes] = [
-            self.hub.channel,
-            value,
-            _ttl_ms(ttl),
-            _expected(expected_version),
-        ]
+        args = _put_args(self.hub.channel, value, ttl, expected_version)
 
         def operation(client: _Client) -> int | None:
             result = self._scripted(client, self._put, key, args)
@@ -469,12 +471,7 @@ class AsyncRedisBackend:
         expected_version: int | None = None,
     ) -> int | None:
         """See :meth:`Backend.put`."""
-        args: list[str | bytes] = [
-            self.hub.channel,
-            value,
-            _ttl_ms(ttl),
-            _expected(expected_version),
-        ]
+        args = _put_args(self.hub.channel, value, ttl, expected_version)
 
         async def operation(client: _AsyncClient) -> int | None:
             result = await self._scripted(client, self._put, key, args)
