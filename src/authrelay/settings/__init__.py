@@ -213,6 +213,16 @@ class Settings(Section):
             )
         if service.actor is not None and service.actor not in self.agents:
             problems.append(f"{where}.actor: {service.actor!r} is not a configured agent")
+        elif service.actor is not None and service.flow != "token_exchange":
+            instead = (
+                f"to call as the agent, put its credentials in {where}.client"
+                if service.flow == "client_credentials"
+                else "remove it, or use flow 'token_exchange'"
+            )
+            problems.append(
+                f"{where}.actor: flow {service.flow!r} cannot carry an actor (only "
+                f"'token_exchange' sends it, as the RFC 8693 actor_token); {instead}"
+            )
         return problems
 
 

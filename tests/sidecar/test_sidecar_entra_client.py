@@ -1,8 +1,10 @@
-"""Service names as an Entra ``appsettings.json`` writes them (``Graph``, ``MyApi``).
+"""The sidecar driven the way the Entra SDK's Python client drives it.
 
-The vendor's Python client for the sidecar passes the name unchanged in the path
-(``GET /AuthorizationHeader/Graph`` with ``Authorization: Bearer …``); settings accept
-those names, and every lookup (sidecar paths, ``services[...]``) ignores case.
+The vendor's client passes service names as an Entra ``appsettings.json`` writes them
+(``GET /AuthorizationHeader/Graph`` with ``Authorization: Bearer …``): settings accept
+those names, and every lookup (sidecar paths, ``services[...]``) ignores case. An
+``AgentIdentity`` on a service whose flow cannot carry an actor is refused with problem
+JSON 400, never dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class EntraSidecarClient:
         scopes: list[str] | None = None,
         tenant: str | None = None,
         agent_identity: str | None = None,
+        agent_username: str | None = None,
     ) -> httpx.Response:
         params: dict[str, Any] = {}
         if scopes:
@@ -47,6 +50,8 @@ class EntraSidecarClient:
             params["optionsOverride.AcquireTokenOptions.Tenant"] = tenant
         if agent_identity:
             params["AgentIdentity"] = agent_identity
+            if agent_username:
+                params["AgentUsername"] = agent_username
         return self.http.get(
             f"/AuthorizationHeader/{service_name}",
             params=params,
@@ -171,3 +176,31 @@ audience = "api://graph"
     spaced = {"base_url": "https://x", "flow": "forward", "audience": "a"}
     with pytest.raises(ConfigurationError, match="letters, digits"):
         Settings.model_validate({"dev_mode": True, "services": {"My Api": spaced}})
+
+
+def test_agent_identity_on_a_flow_that_cannot_carry_an_actor_is_a_problem_400(
+    relay: Relay, clean_idp: IdentityProvider, downstream: Downstream
+) -> None:
+    incoming = f"Bearer {caller_token(clean_idp, 'alice')}"
+    with entra_client(relay) as sidecar:
+        obo = sidecar.get_authorization_header(incoming, "Graph", agent_identity="planner")
+        keyed = sidecar.http.get(
+            "/AuthorizationHeaderUnauthenticated/keyed", params={"AgentIdentity": "planner"}
+        )
+        called = sidecar.http.get(
+            "/DownstreamApi/passthrough",
+            params={"optionsOverride.RelativePath": "whoami", "AgentIdentity": "planner"},
+            headers={"Authorization": incoming},
+        )
+        # An agent user asks for the agent's own app token: that carries the agent.
+        agent_user = sidecar.get_authorization_header(
+            incoming, "Graph", agent_identity="planner", agent_username="u@example.com"
+        )
+    for refused in (obo, keyed, called):
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "cannot carry an actor" in refused.json()["detail"]
+    assert downstream.seen == []
+    assert agent_user.status_code == 200, agent_user.text
+    own = _claims(clean_idp, agent_user.json()["authorizationHeader"])
+    assert own["client_id"] == "planner-agent"
