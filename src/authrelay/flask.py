@@ -5,7 +5,10 @@
 ``services()`` (sync clients). ``@require("orders.read")`` answers anonymous callers
 with 401 and an RFC 6750 challenge (API) or a 302 to the login route (browser), and
 callers lacking a scope with 403 ``insufficient_scope``. Flask turns unhandled
-exceptions into 500s, so the decorator renders the answer itself instead of raising.
+exceptions into 500s before the WSGI middleware sees them, so the decorator renders its
+answer itself, and ``init_app`` registers an error handler that gives any authrelay error
+a view lets propagate (a token endpoint outage, a service needing consent...) its
+error-model answer.
 
 Defends against: routes that forget to check the caller (fail closed), and a view that
 silently sees an anonymous principal because the middleware is missing (a clear error).
@@ -42,11 +45,20 @@ _NOT_INSTALLED = (
 def init_app(
     app: flask.Flask, *, settings: Settings | None = None, relay: Relay | None = None
 ) -> Relay:
-    """Wrap ``app.wsgi_app`` with authrelay; return the relay (also in ``app.extensions``)."""
+    """Wrap ``app.wsgi_app`` with authrelay; return the relay (also in ``app.extensions``).
+
+    Also registers an error handler for :class:`~authrelay.AuthRelayError`: a handler
+    the app registers for a subclass (or later for the same class) takes precedence.
+    """
     middleware = AuthRelayWSGIMiddleware(app.wsgi_app, settings=settings, relay=relay)
     app.wsgi_app = middleware  # type: ignore[method-assign]
     app.extensions["authrelay"] = middleware.relay
+    app.register_error_handler(AuthRelayError, _handle_error)
     return middleware.relay
+
+
+def _handle_error(error: AuthRelayError) -> flask.Response:
+    return render_error(error)
 
 
 def principal() -> Principal:

@@ -15,7 +15,9 @@ Query parameters (names case-insensitive, as in ASP.NET): ``optionsOverride.Scop
 (repeatable), ``optionsOverride.RequestAppToken``,
 ``optionsOverride.AcquireTokenOptions.Tenant``, ``optionsOverride.RelativePath``,
 ``optionsOverride.HttpMethod``, ``AgentIdentity`` (an agent under ``[agents]``, by name or
-client id), ``AgentUsername`` / ``AgentUserId``. Errors are RFC 7807 problem JSON.
+client id; a 400 on a flow that cannot carry an actor), ``AgentUsername`` /
+``AgentUserId``. ``{service}`` matches a configured name whatever its case (``Graph``).
+Errors are RFC 7807 problem JSON.
 
 Defends against: exposure beyond the host (binds to loopback by default and warns
 otherwise), server-side request forgery through ``RelativePath`` (absolute URLs and

@@ -5,7 +5,8 @@ Sets ``environ["authrelay.principal"]``, ``environ["authrelay.credentials"]`` an
 ``routes.prefix`` and renders authrelay errors the app lets propagate before it starts
 responding. Native sync I/O (``httpx.Client``): never an event loop or a thread hop.
 
-Use: ``flask_app.wsgi_app = AuthRelayWSGIMiddleware(flask_app.wsgi_app, settings=settings)``.
+Use: ``app = AuthRelayWSGIMiddleware(app, settings=settings)``; for Flask use
+``authrelay.flask.init_app``, which also renders the errors Flask turns into 500s itself.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The same small app in every framework, for the end-to-end identity tests.
 
-Routes: ``/open`` (anyone), ``/me`` (signed in), ``/orders`` (scope ``orders.read``) and
-``/downstream`` (scope ``orders.read``; calls the ``orders`` service for the caller).
+Routes: ``/open`` (anyone), ``/me`` (signed in), ``/orders`` (scope ``orders.read``),
+``/downstream`` (scope ``orders.read``; calls the ``orders`` service for the caller) and
+``/call/{service}`` (anyone; calls ``/echo`` of that service for the caller, and lets
+every authrelay error propagate).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from authrelay import AuthRelayMiddleware, Principal, Relay
 from authrelay import fastapi as relay_fastapi
 from authrelay import flask as relay_flask
 from authrelay import starlette as relay_starlette
+from authrelay.wsgi import AuthRelayWSGIMiddleware
 
 
 def describe(user: Principal, scopes: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -57,6 +60,11 @@ def starlette_app(relay: Relay, lifespan_log: list[str] | None = None) -> Starle
     @relay_starlette.requires("orders.read")
     async def downstream(request: Request) -> JSONResponse:
         response = await relay_starlette.get_services(request)["orders"].get("/echo")
+        return JSONResponse(response.json(), status_code=response.status_code)
+
+    async def call(request: Request) -> JSONResponse:
+        service = relay_starlette.get_services(request)[request.path_params["service"]]
+        response = await service.get("/echo")
         return JSONResponse(response.json(), status_code=response.status_code)
 
     @relay_starlette.requires(redirect_to_login=False)
@@ -94,6 +102,7 @@ def starlette_app(relay: Relay, lifespan_log: list[str] | None = None) -> Starle
             Route("/me", me),
             Route("/orders", orders),
             Route("/downstream", downstream),
+            Route("/call/{service}", call),
             Route("/api-only", api_only),
             Route("/profile", Profile),
             Route("/lifespan", lifespan_state),
@@ -132,6 +141,11 @@ def fastapi_app(relay: Relay) -> FastAPI:
         response = await orders.get("/echo")
         return response.json()
 
+    @app.get("/call/{service}")
+    async def call(service: str, request: Request) -> Any:
+        response = await relay_starlette.get_services(request)[service].get("/echo")
+        return response.json()
+
     @app.get("/items/{item_id}")
     async def item(
         item_id: int, user: relay_fastapi.CurrentPrincipal, limit: int = 10
@@ -168,4 +182,27 @@ def flask_app(relay: Relay) -> flask.Flask:
         response = relay_flask.services()["orders"].get("/echo")
         return response.json(), response.status_code
 
+    @app.get("/call/<service>")
+    def call(service: str) -> Any:
+        response = relay_flask.services()[service].get("/echo")
+        return response.json(), response.status_code
+
     return app
+
+
+# -- bare WSGI -------------------------------------------------------------------------
+
+
+def wsgi_app(relay: Relay) -> Any:
+    """A plain WSGI app behind ``AuthRelayWSGIMiddleware``: only ``/call/{service}``."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path: str = environ["PATH_INFO"]
+        if not path.startswith("/call/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        response = environ["authrelay.services"][path[len("/call/") :]].get("/echo")
+        start_response(f"{response.status_code} Status", [("Content-Type", "application/json")])
+        return [response.content]
+
+    return AuthRelayWSGIMiddleware(app, relay=relay)

@@ -36,6 +36,11 @@ def downstream(request: Any) -> JsonResponse:
     return JsonResponse(response.json(), status=response.status_code)
 
 
+def call(request: Any, service: str) -> JsonResponse:
+    response = request.services[service].get("/echo")
+    return JsonResponse(response.json(), status=response.status_code)
+
+
 def raises(request: HttpRequest) -> JsonResponse:
     raise InsufficientScope(scopes=("admin",))
 
@@ -46,4 +51,5 @@ urlpatterns = [
     path("me", me),
     path("orders", orders),
     path("downstream", downstream),
+    path("call/<str:service>", call),
 ]

@@ -99,8 +99,9 @@ def serve_framework(name: str, mapping: dict[str, Any]) -> Iterator[Served]:
             yield served
         return
     relay = Relay(Settings.model_validate(mapping))
-    if name == "flask":
-        with serve_wsgi(integration_apps.flask_app(relay)) as url:
+    if name in ("flask", "wsgi"):
+        app = integration_apps.flask_app(relay) if name == "flask" else None
+        with serve_wsgi(app or integration_apps.wsgi_app(relay)) as url:
             yield Served(name, url, relay)
         relay.close()
         return

@@ -88,7 +88,7 @@ def make_relay(
     def make(**overrides: Any) -> tuple[Relay, Clock]:
         services = service_table(downstream_url)
         for name, changes in overrides.pop("services", {}).items():
-            services[name] = {**services[name], **changes}
+            services[name] = {**services.get(name, {}), **changes}
         data: dict[str, Any] = {
             "dev_mode": True,
             "session": {"dev_insecure_cookies": True},

@@ -64,6 +64,9 @@ class ServiceRegistry:
         self.runtimes = {
             name: ServiceRuntime(self, name, service) for name, service in settings.services.items()
         }
+        # Names are matched without regard to case (settings refuse two that differ only
+        # by case); the name as written in settings stays the service's name everywhere.
+        self._folded = {name.lower(): runtime for name, runtime in self.runtimes.items()}
         self._driver_lock = threading.Lock()
         self._sync_driver: SyncDriver | None = None
         self._async_driver: AsyncDriver | None = None
@@ -146,12 +149,16 @@ class ServiceRegistry:
     def client(
         self, name: str, principal: Principal, credentials: Credentials, *, asynchronous: bool
     ) -> Any:
-        """A client for ``name`` bound to this caller (no token, no network)."""
-        runtime = self.runtimes.get(name)
+        """A client for ``name`` (any case) bound to this caller (no token, no network)."""
+        runtime = self.runtimes.get(name) or self.runtime(name)
         if runtime is None:
             raise UnknownService(name, list(self.names))
         cls = AsyncServiceClient if asynchronous else SyncServiceClient
         return cls(runtime, principal, credentials, DEFAULT_OPTIONS)
+
+    def runtime(self, name: str) -> ServiceRuntime | None:
+        """The service called ``name`` in any case (``Graph``, ``graph``), or None."""
+        return self._folded.get(name.lower()) if isinstance(name, str) else None
 
     def agent(self, name: str) -> AgentRuntime:
         """The configured agent ``name`` (checked at start and by ``with_options``)."""
@@ -213,7 +220,10 @@ def _shared_store(relay: Relay, runtimes: Iterable[ServiceRuntime]) -> SharedTok
 
 
 class Services:
-    """``services["github"]``: an authorized client per downstream service, made on first use."""
+    """``services["github"]``: an authorized client per downstream service, made on first use.
+
+    Names match without regard to case: ``services["graph"]`` is the service ``Graph``.
+    """
 
     __slots__ = ("_asynchronous", "_clients", "_credentials", "_principal", "_registry")
 
@@ -250,7 +260,7 @@ class Services:
             raise AttributeError(str(exc)) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._registry.names
+        return isinstance(name, str) and self._registry.runtime(name) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._registry.names)

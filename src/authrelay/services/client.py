@@ -33,7 +33,7 @@ from ..errors import DownstreamClientError, DownstreamServerError
 from ..observability import span
 from ..principal import Credentials, Principal
 from .acquire import header_flow
-from .options import DEFAULT_OPTIONS, CallOptions
+from .options import ACTOR_FLOWS, DEFAULT_OPTIONS, CallOptions
 from .runtime import ServiceRuntime
 
 __all__ = ["AsyncServiceClient", "ServiceClient", "SyncServiceClient"]
@@ -241,7 +241,9 @@ class _Base:
         """A client for the same caller with per-call overrides, cached under its own key.
 
         ``tenant`` needs ``{tenant}`` in the service's ``token_endpoint``; ``actor`` must
-        name a configured agent. Invalid overrides raise ``ValueError``.
+        name a configured agent, on a call that can carry it: a token exchange (the agent
+        becomes ``act``) or an app token (the agent's own; pass ``app_token=True`` in the
+        same call for a service of another flow). Invalid overrides raise ``ValueError``.
         """
         runtime = self._runtime
         if tenant is not None and "{tenant}" not in (runtime.settings.token_endpoint or ""):
@@ -258,6 +260,12 @@ class _Base:
             app_token=app_token,
             token_endpoint_params=token_endpoint_params,
         )
+        flow = runtime.effective_flow(options)
+        if options.actor is not None and flow not in ACTOR_FLOWS:
+            raise ValueError(
+                f"service {runtime.name!r} uses flow {flow!r}, which cannot carry an actor: "
+                "only a token exchange (as act) or an app token (app_token=True) can"
+            )
         return type(self)(runtime, self._principal, self._credentials, options)
 
 

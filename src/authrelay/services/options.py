@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_OPTIONS", "CallOptions"]
+__all__ = ["ACTOR_FLOWS", "DEFAULT_OPTIONS", "CallOptions"]
+
+ACTOR_FLOWS = frozenset({"token_exchange", "client_credentials"})
+"""The flows a per-call actor changes: the exchange sends it as ``actor_token`` (``act``),
+an app token is the agent's own. The others (``on_behalf_of``, ``forward``, ``api_key``,
+``connector``) would ignore it, so it is refused there."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ __all__ = [
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_SERVICE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 class Settings(Section):
@@ -144,12 +145,29 @@ class Settings(Section):
         for name, value in super().__repr_args__():
             yield name, ("**********" if name == "secret_keys" and value else value)
 
-    @field_validator("connectors", "services", "agents")
+    @field_validator("connectors", "agents")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not _NAME.match(name):
                 raise ValueError(f"{name!r}: names are lower-case letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Mixed case as Entra configs write them ("Graph", "MyApi"); lookups ignore case,
+        # so two names that differ only by case would be one service.
+        seen: dict[str, str] = {}
+        for name in value:
+            if not _SERVICE_NAME.match(name):
+                raise ValueError(f"{name!r}: names are letters, digits, '-' or '_'")
+            other = seen.setdefault(name.lower(), name)
+            if other != name:
+                raise ValueError(
+                    f"{other!r} and {name!r} differ only by case; service names are "
+                    "looked up without regard to case"
+                )
         return value
 
     @field_validator("secret_keys")
@@ -195,6 +213,16 @@ class Settings(Section):
             )
         if service.actor is not None and service.actor not in self.agents:
             problems.append(f"{where}.actor: {service.actor!r} is not a configured agent")
+        elif service.actor is not None and service.flow != "token_exchange":
+            instead = (
+                f"to call as the agent, put its credentials in {where}.client"
+                if service.flow == "client_credentials"
+                else "remove it, or use flow 'token_exchange'"
+            )
+            problems.append(
+                f"{where}.actor: flow {service.flow!r} cannot carry an actor (only "
+                f"'token_exchange' sends it, as the RFC 8693 actor_token); {instead}"
+            )
         return problems
 
 
