@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from examples.local_provider import load_settings
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = False
@@ -13,5 +14,7 @@ INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["authrelay.django.AuthRelayMiddleware"]
 USE_TZ = True
 
-# authrelay's settings: a TOML file (its ${VAR}s from the environment) or AUTHRELAY = {...}
-AUTHRELAY_SETTINGS_FILE = Path(__file__).parent.parent / "authrelay.toml"
+# authrelay's settings: AUTHRELAY_SETTINGS_FILE = a TOML file (its ${VAR}s from the
+# environment), or AUTHRELAY = a mapping or Settings. Here: examples/authrelay.toml, its
+# ${VAR}s defaulting to `authrelay idp`'s values (examples/local_provider.py).
+AUTHRELAY = load_settings()
