@@ -32,6 +32,12 @@ def settings_env() -> dict[str, str]:
     return {**LOCAL_DEFAULTS, "AUTHRELAY_SECRET": _PROCESS_SECRET, **os.environ}
 
 
+def apply_defaults() -> None:
+    """Set each variable the environment lacks (for entry points that read ``os.environ``)."""
+    for name, value in settings_env().items():
+        os.environ.setdefault(name, value)
+
+
 def load_settings() -> Settings:
     """``examples/authrelay.toml`` with its ``${VAR}``s from :func:`settings_env`."""
     return Settings.from_toml(SETTINGS_FILE, env=settings_env())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from examples.local_provider import load_settings
+from examples.local_provider import SETTINGS_FILE
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = False
@@ -14,7 +14,6 @@ INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["authrelay.django.AuthRelayMiddleware"]
 USE_TZ = True
 
-# authrelay's settings: AUTHRELAY_SETTINGS_FILE = a TOML file (its ${VAR}s from the
-# environment), or AUTHRELAY = a mapping or Settings. Here: examples/authrelay.toml, its
-# ${VAR}s defaulting to `authrelay idp`'s values (examples/local_provider.py).
-AUTHRELAY = load_settings()
+# authrelay's settings: a TOML file (its ${VAR}s from the environment) or AUTHRELAY = {...}.
+# The entry points (wsgi.py, asgi.py) default those variables to `authrelay idp`'s values.
+AUTHRELAY_SETTINGS_FILE = SETTINGS_FILE
