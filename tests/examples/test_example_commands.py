@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -47,8 +48,10 @@ def _argv(command: str, port: int) -> list[str]:
     words = shlex.split(command)
     if words[0] == "python":
         words[0] = sys.executable
+    elif words[0] == "authrelay" and not (BIN / "authrelay").exists():
+        words[:1] = [sys.executable, "-m", "authrelay.cli"]
     else:
-        words[0] = str(BIN / words[0])
+        words[0] = shutil.which(words[0], path=str(BIN)) or words[0]
     if "--port" in words:
         words[words.index("--port") + 1] = str(port)
     else:
