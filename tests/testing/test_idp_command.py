@@ -78,3 +78,24 @@ def test_idp_says_which_port_is_taken() -> None:
     assert second.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_idp_login_form_asks_for_a_password_instead_of_signing_in_alice() -> None:
+    query = {
+        "response_type": "code",
+        "client_id": "public-client",
+        "redirect_uri": "http://127.0.0.1:8000/auth/idp/callback",
+        "scope": "openid",
+        "state": "s",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    for args, signs_in_alice in (((), True), (("--login-form",), False)):
+        with _idp("--port", "0", *args) as (_, lines):
+            issuer = _value(lines, "issuer")
+            metadata = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+            answer = httpx.get(metadata["authorization_endpoint"], params=query, timeout=10)
+        assert (answer.status_code == 302) is signs_in_alice, answer.text
+        if not signs_in_alice:
+            assert answer.status_code == 200 and 'name="password"' in answer.text
+        assert any("(signed in without a form)" in line for line in lines) is signs_in_alice

@@ -79,6 +79,16 @@ def describe(idp: IdentityProvider, out: TextIO) -> None:
         out.write(f"  {resource.identifier}: {' '.join(resource.scopes)}\n")
 
 
+def _announce(idp: IdentityProvider, host: str) -> None:
+    out = sys.stdout
+    out.write("authrelay idp: a test identity provider, for local development only\n")
+    if not _is_loopback(host):
+        out.write(f"warning: listening on {host}, not loopback; its credentials are public\n")
+    describe(idp, out)
+    out.write("Ctrl-C stops it.\n")
+    out.flush()
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -113,18 +123,13 @@ def idp_main(argv: Sequence[str] | None = None) -> int:
     if args.login_form:
         config.update(login_form=True, auto_approve=None)
     idp = IdentityProvider(issuer=f"http://{shown_host}:{port}", **config)
-    out = sys.stdout
-    out.write("authrelay idp: a test identity provider, for local development only\n")
-    if not _is_loopback(args.host):
-        out.write(f"warning: listening on {args.host}, not loopback; its credentials are public\n")
-    describe(idp, out)
-    out.write("Ctrl-C stops it.\n")
-    out.flush()
-    server = uvicorn.Server(
-        uvicorn.Config(idp.app, log_level="warning", http=transport_binding_protocol())
-    )
+    server_config = uvicorn.Config(idp.app, log_level="warning", http=transport_binding_protocol())
+    server_config.load()  # imports done before the listing says it is ready
     try:
-        server.run(sockets=[sock])
+        _announce(idp, args.host)
+        uvicorn.Server(server_config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signal
+        pass
     finally:
         sock.close()
     return 0
