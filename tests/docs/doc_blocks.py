@@ -73,11 +73,13 @@ _PEM: list[str] = []
 
 
 def dummy_value(name: str) -> str:
-    """A stand-in for ``${name}``: a PEM key for key variables, else a 32+ byte string."""
+    """A stand-in for ``${name}``: a PEM key, an https URL, or a 32+ byte string."""
     if re.search(r"PRIVATE_KEY|CLIENT_KEY|KEY_PEM", name):
         if not _PEM:
             _PEM.append(_private_key_pem())
         return _PEM[0]
+    if re.search(r"URL|URI|ISSUER|ENDPOINT", name):
+        return f"https://{name.lower().replace('_', '-')}.example"
     return f"dummy-{name.lower().replace('_', '-')}-0123456789abcdef0123456789"
 
 
@@ -226,11 +228,17 @@ def parse(path: Path) -> Document:
     return Document.parse(str(path), *PARSERS)
 
 
+NETWORK_STORE = re.compile(r'^(url\s*=\s*)"rediss?(\+\w+)?://[^"]*"', re.MULTILINE)
+
+
 def settings_toml(document: Document) -> str:
-    """The page's first whole settings file, or a minimal one: the ``authrelay.toml``."""
+    """The page's first whole settings file, or a minimal one: the ``authrelay.toml``.
+
+    A Redis store becomes ``memory://``: a page's example host is no place to connect to.
+    """
     for example in document.examples():
         if example.region.evaluator is check_toml and is_settings_file(str(example.parsed)):
-            return str(example.parsed)
+            return NETWORK_STORE.sub(r'\1"memory://"', str(example.parsed))
     return MINIMAL_TOML
 
 
