@@ -11,7 +11,8 @@ whose arguments are all test-provider fixtures (at least one) is called with rea
 
 TOML blocks are settings: ``${VAR}`` gets a dummy value of the right shape. A block
 with ``secret_keys`` is a whole settings file and is loaded with ``Settings.from_toml``;
-any other block is a fragment, validated merged into :data:`BASE`. A block whose first
+any other block is a fragment, validated merged into :data:`BASE`. Either way a Relay is
+then built from it (with a memory store), so the rules checked at start apply too. A block whose first
 line names another file (``# pyproject.toml``) is only parsed.
 """
 
@@ -31,7 +32,7 @@ from sybil import Document, Example
 from sybil.evaluators.python import PythonEvaluator
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
 
-from authrelay import Settings
+from authrelay import Relay, Settings
 from authrelay.errors import ConfigurationError
 from authrelay.testing import IdentityProvider, serve_identity_provider
 from authrelay.testing.pytest_plugin import TEST_ISSUER, default_provider_config
@@ -142,9 +143,12 @@ def check_toml(example: Example) -> None:
         if "secret_keys" in data:
             settings_file = Path(example.namespace["__docs_dir__"]) / f"block-{example.line}.toml"
             settings_file.write_text(source, encoding="utf-8")
-            Settings.from_toml(settings_file, env=env)
+            settings = Settings.from_toml(settings_file, env=env)
         else:
-            Settings.model_validate(_merge(BASE, _fill(data, env)))
+            settings = Settings.model_validate(_merge(BASE, _fill(data, env)))
+        # the rules a Relay checks at start, with a memory store: no file, socket or provider
+        store = settings.store.model_copy(update={"url": "memory://", "replica_acks": 0})
+        Relay(settings.model_copy(update={"store": store})).close()
     except ConfigurationError as exc:
         problems = "\n  ".join(exc.problems)
         raise AssertionError(f"{where(example)}: invalid settings:\n  {problems}") from None
