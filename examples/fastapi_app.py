@@ -1,26 +1,32 @@
-"""authrelay with FastAPI: run ``uvicorn examples.fastapi_app:app``.
+"""authrelay with FastAPI.
 
-Settings come from ``examples/authrelay.toml`` (its ``${VAR}``s from the environment),
-or from the caller of :func:`create_app`.
+Run it from the project root, against the test identity provider::
+
+    authrelay idp                                   # in one terminal
+    uvicorn examples.fastapi_app:app                # in another
+
+then open http://127.0.0.1:8000/me (sign in as alice). Settings come from
+``examples/authrelay.toml``; its ``${VAR}``s default to ``authrelay idp``'s values (see
+``examples/local_provider.py``), or come from the caller of :func:`create_app`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
+from examples.local_provider import SETTINGS_FILE, load_settings
 from fastapi import FastAPI
 
 from authrelay import AuthRelayMiddleware, Relay, Settings
 from authrelay.fastapi import CurrentPrincipal, OptionalPrincipal, Service, require
 
-SETTINGS_FILE = Path(__file__).with_name("authrelay.toml")
+__all__ = ["SETTINGS_FILE", "app", "create_app"]
 
 
 def create_app(settings: Settings | None = None, *, relay: Relay | None = None) -> FastAPI:
     """The example app; settings default to ``examples/authrelay.toml``."""
     if relay is None:
-        relay = Relay(settings or Settings.from_toml(SETTINGS_FILE))
+        relay = Relay(settings or load_settings())
     app = FastAPI(title="authrelay example")
     app.add_middleware(AuthRelayMiddleware, relay=relay)
 

@@ -1,27 +1,33 @@
-"""authrelay with Flask: run ``flask --app examples.flask_app run``.
+"""authrelay with Flask.
 
-Settings come from ``examples/authrelay.toml`` (its ``${VAR}``s from the environment),
-or from the caller of :func:`create_app`.
+Run it from the project root, against the test identity provider::
+
+    authrelay idp                                   # in one terminal
+    flask --app examples.flask_app run --port 8000  # in another
+
+then open http://127.0.0.1:8000/me (sign in as alice). Settings come from
+``examples/authrelay.toml``; its ``${VAR}``s default to ``authrelay idp``'s values (see
+``examples/local_provider.py``), or come from the caller of :func:`create_app`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from examples.local_provider import SETTINGS_FILE, load_settings
 from flask import Flask
 
 from authrelay import Relay, Settings
 from authrelay.flask import credentials, init_app, principal, require, services
 
-SETTINGS_FILE = Path(__file__).with_name("authrelay.toml")
+__all__ = ["SETTINGS_FILE", "app", "create_app"]
 
 
 def create_app(settings: Settings | None = None, *, relay: Relay | None = None) -> Flask:
     """The example app; settings default to ``examples/authrelay.toml``."""
     app = Flask(__name__)
     if relay is None:
-        relay = Relay(settings or Settings.from_toml(SETTINGS_FILE))
+        relay = Relay(settings or load_settings())
     init_app(app, relay=relay)
 
     @app.get("/")

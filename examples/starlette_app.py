@@ -1,13 +1,18 @@
-"""authrelay with Starlette: run ``uvicorn examples.starlette_app:app``.
+"""authrelay with Starlette.
 
-Settings come from ``examples/authrelay.toml`` (its ``${VAR}``s from the environment),
-or from the caller of :func:`create_app`.
+Run it from the project root, against the test identity provider::
+
+    authrelay idp                                   # in one terminal
+    uvicorn examples.starlette_app:app              # in another
+
+then open http://127.0.0.1:8000/me (sign in as alice). Settings come from
+``examples/authrelay.toml``; its ``${VAR}``s default to ``authrelay idp``'s values (see
+``examples/local_provider.py``), or come from the caller of :func:`create_app`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from examples.local_provider import SETTINGS_FILE, load_settings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -17,7 +22,7 @@ from starlette.routing import Route
 from authrelay import AuthRelayMiddleware, Relay, Settings
 from authrelay.starlette import get_principal, get_services, requires
 
-SETTINGS_FILE = Path(__file__).with_name("authrelay.toml")
+__all__ = ["SETTINGS_FILE", "app", "create_app"]
 
 
 async def home(request: Request) -> JSONResponse:
@@ -49,7 +54,7 @@ async def orders(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None, *, relay: Relay | None = None) -> Starlette:
     """The example app; settings default to ``examples/authrelay.toml``."""
     if relay is None:
-        relay = Relay(settings or Settings.from_toml(SETTINGS_FILE))
+        relay = Relay(settings or load_settings())
     return Starlette(
         routes=[
             Route("/", home),

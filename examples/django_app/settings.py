@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from examples.local_provider import SETTINGS_FILE
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = False
@@ -13,5 +14,6 @@ INSTALLED_APPS: list[str] = []
 MIDDLEWARE = ["authrelay.django.AuthRelayMiddleware"]
 USE_TZ = True
 
-# authrelay's settings: a TOML file (its ${VAR}s from the environment) or AUTHRELAY = {...}
-AUTHRELAY_SETTINGS_FILE = Path(__file__).parent.parent / "authrelay.toml"
+# authrelay's settings: a TOML file (its ${VAR}s from the environment) or AUTHRELAY = {...}.
+# The entry points (wsgi.py, asgi.py) default those variables to `authrelay idp`'s values.
+AUTHRELAY_SETTINGS_FILE = SETTINGS_FILE

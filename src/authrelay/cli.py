@@ -1,8 +1,10 @@
-"""The ``authrelay`` command: ``check`` a settings file, run the ``sidecar`` or the ``demo``."""
+"""The ``authrelay`` command: ``check`` a settings file, run the ``sidecar``, the ``demo``
+or a local test identity provider (``idp``)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -38,14 +40,28 @@ def _check(path: str) -> int:
     return 0
 
 
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """Docstring text as terminal text: reST roles and double backticks removed."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``authrelay`` console script."""
-    parser = argparse.ArgumentParser(prog="authrelay", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="authrelay", description=plain(__doc__ or ""))
+    parser.add_argument("--version", action="version", version=f"authrelay {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate a settings file and list what it defines")
     check.add_argument("path")
     commands.add_parser("sidecar", help="run the Entra-compatible sidecar", add_help=False)
     commands.add_parser("demo", help="run the demo with a local identity provider", add_help=False)
+    commands.add_parser(
+        "idp", help="serve a test identity provider for local development", add_help=False
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "check":
         if rest:
@@ -55,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sidecar import sidecar_main
 
         return sidecar_main(rest)
+    if args.command == "idp":
+        from .testing.devserver import idp_main
+
+        return idp_main(rest)
     from .demo import demo_main
 
     return demo_main(rest)

@@ -8,6 +8,8 @@ With ``app.add_middleware(AuthRelayMiddleware, settings=settings)``::
     @app.get("/orders", dependencies=[require(scopes=["orders.read"])])
     async def orders(orders: Annotated[ServiceClient, Service("orders")]) -> Any: ...
 
+``require(...)`` is already a dependency; ``Depends(require(...))`` means the same.
+
 The dependencies raise :class:`~authrelay.MissingCredentials` /
 :class:`~authrelay.InsufficientScope`; the middleware renders them per the error model.
 They read the request only through ``HTTPConnection``, so nothing of theirs leaks into
@@ -23,13 +25,15 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends
+from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
 from .principal import Principal
+from .services import ServiceClient
 from .starlette import check, get_credentials, get_principal, get_services
 
-__all__ = ["CurrentPrincipal", "OptionalPrincipal", "Service", "require"]
+__all__ = ["CurrentPrincipal", "OptionalPrincipal", "Service", "ServiceClient", "require"]
 
 # Only for the OpenAPI document (a "bearer" security scheme, so API explorers offer a
 # token field); authrelay's middleware has already read and verified the header.
@@ -57,12 +61,26 @@ CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
 """The signed-in caller; anonymous callers get 401 (API) or the login redirect (browser)."""
 
 
+class _Requirement(DependsParam):
+    """A ``Depends`` that is also callable, so ``Depends(require(...))`` works as well."""
+
+    @property
+    def __wrapped__(self) -> Any:  # FastAPI reads the signature and globals through it
+        return self.dependency
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Principal:
+        assert self.dependency is not None
+        principal: Principal = self.dependency(*args, **kwargs)
+        return principal
+
+
 def require(*, scopes: Sequence[str] | str = ()) -> Any:
     """A dependency that admits only signed-in callers holding every one of ``scopes``.
 
     Use it in ``dependencies=[require(scopes=["orders.read"])]`` or as a parameter
     ``user: Annotated[Principal, require(scopes=["orders.read"])]`` (it yields the
-    principal). ``scopes`` may also be one space-separated string.
+    principal). It is already a ``Depends``; wrapping it, ``Depends(require(...))``,
+    means the same. ``scopes`` may also be one space-separated string.
     """
     required = tuple(scopes.split() if isinstance(scopes, str) else scopes)
     for scope in required:
@@ -76,7 +94,7 @@ def require(*, scopes: Sequence[str] | str = ()) -> Any:
         check(principal, get_credentials(connection), required)
         return principal
 
-    return Depends(dependency)
+    return _Requirement(dependency)
 
 
 def Service(name: str) -> Any:
