@@ -23,21 +23,11 @@ from pydantic import ValidationError
 
 from ..errors import ConfigurationError
 from ..settings import ConnectorSettings
+from ..settings._base import describe
 from .metadata import ConnectorType, Platform
 from .presets import PRESETS
 
 __all__ = ["RuleEntry", "check_rules", "guard_config"]
-
-
-def _paths(exc: ValidationError, where: str) -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (is it misspelled?)"
-        problems.append(f"{where}.{location}: {message}" if location else f"{where}: {message}")
-    return problems
 
 
 def guard_config(name: str, config: Mapping[str, Any] | ConnectorSettings) -> ConnectorSettings:
@@ -49,7 +39,7 @@ def guard_config(name: str, config: Mapping[str, Any] | ConnectorSettings) -> Co
         try:
             settings = ConnectorSettings.model_validate(dict(config))
         except ValidationError as exc:
-            raise ConfigurationError(_paths(exc, where)) from None
+            raise ConfigurationError(describe(exc, ConnectorSettings, where)) from None
     problems: list[str] = []
     if settings.preset is not None:
         preset = PRESETS.get(settings.preset)

@@ -52,9 +52,11 @@ class SessionSettings(Section):
     def _check(self) -> SessionSettings:
         name = self.cookie_name
         if name is not None and name.startswith("__Host-") and self.dev_insecure_cookies:
-            raise ValueError("a __Host- cookie needs Secure; drop the prefix for insecure dev")
+            raise ValueError(
+                "cookie_name: a __Host- cookie needs Secure, drop the prefix for insecure dev"
+            )
         if self.idle_timeout > self.max_age:
-            raise ValueError("idle_timeout cannot exceed max_age")
+            raise ValueError("idle_timeout: cannot exceed max_age")
         return self
 
 
@@ -74,9 +76,12 @@ class ClientSettings(Section):
     def _check(self) -> ClientSettings:
         if self.token_endpoint_auth_method == "private_key_jwt":
             if self.private_key is None:
-                raise ValueError("private_key_jwt needs private_key")
+                raise ValueError("private_key: required with private_key_jwt")
         elif self.client_secret is None:
-            raise ValueError(f"{self.token_endpoint_auth_method} needs client_secret")
+            raise ValueError(
+                f"client_secret: required with {self.token_endpoint_auth_method} "
+                "(or use private_key_jwt with private_key)"
+            )
         return self
 
 
@@ -201,7 +206,7 @@ class StoreSettings(Section):
     def _acks(self) -> StoreSettings:
         if self.replica_acks and not self.url.startswith(REDIS_SCHEMES[:4]):
             raise ValueError(
-                "replica_acks needs a Redis server or Sentinel url (redis://, rediss://, "
+                "replica_acks: needs a Redis server or Sentinel url (redis://, rediss://, "
                 "redis+sentinel://): Cluster and the other stores cannot WAIT for replicas"
             )
         return self
