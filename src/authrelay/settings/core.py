@@ -221,4 +221,5 @@ class HttpSettings(Section):
     max_metadata_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
     max_token_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
     allow_insecure_loopback: bool = False
-    """Allow ``http://`` identity providers on loopback addresses (tests, demo)."""
+    """Allow ``http://`` identity providers and ``public_base_url`` on loopback addresses
+    (tests, demo); elsewhere they must be ``https``."""
