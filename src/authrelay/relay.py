@@ -90,7 +90,7 @@ class Relay:
                 self.connectors = connectors
                 self.route_handler = connectors.routes.handle
         if problems or services is None:
-            raise ConfigurationError(problems)
+            raise ConfigurationError(list(dict.fromkeys(problems)))
         self.services = services
         if settings.connectors:
             services.user_tokens = self.connectors.tokens

@@ -181,3 +181,38 @@ def test_check_through_the_console_script(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert "bearer.issuer: must be an absolute URL" in run.stderr
     assert KEY not in run.stdout + run.stderr
+
+
+def test_relay_reports_the_problems_of_every_part_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        HEAD
+        + 'public_base_url = "https://app.example"\n'
+        + '[bearer]\nissuer = "https://idp.example"\naudience = "api"\n'
+        + 'introspection_endpoint = "https://idp.example/introspect"\n'
+        + '[connectors.github]\npreset = "githup"\nclient_id = "a"\nclient_secret = "b"\n'
+        + '[services.orders]\nbase_url = "https://orders.example"\nflow = "api_key"\n'
+        + 'api_key = { value = "v" }\nheaders = { Cookie = "x" }\n'
+    )
+    expected = [
+        "bearer.introspection_client: introspection needs client credentials",
+        "services.orders.headers: 'Cookie' may not be set",
+        "connectors.github.preset: unknown preset 'githup'",
+    ]
+    problems = str(_refused_at_start(text, tmp_path))
+    code, output = _check(tmp_path, text, capsys)
+    assert code == 1
+    for problem in expected:
+        assert problem in problems
+        assert problem in output
+
+
+def test_agent_without_a_secret_is_a_clear_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = HEAD + '[agents.bot]\nclient_id = "bot"\n'
+    code, output = _check(tmp_path, text, capsys)
+    assert code == 1
+    assert "agents.bot.client_secret: required with client_secret_basic" in output
+    assert "Traceback" not in output

@@ -111,3 +111,46 @@ def test_settings_from_env_stay_frozen() -> None:
     settings = Settings.from_env(env={"AUTHRELAY_SECRET_KEYS": KEY})
     with pytest.raises(Exception, match="frozen"):
         settings.dev_mode = True  # type: ignore[misc]
+
+
+def test_one_string_for_a_setting_that_takes_one_or_many() -> None:
+    settings = Settings.from_env(
+        env={
+            "AUTHRELAY_SECRET_KEYS": KEY,
+            "AUTHRELAY_BEARER__ISSUER": "https://idp.example",
+            "AUTHRELAY_BEARER__AUDIENCE": "api://orders",
+        }
+    )
+    assert settings.bearer is not None and settings.bearer.audience == ["api://orders"]
+
+
+def test_a_secret_that_looks_like_json_stays_a_string() -> None:
+    secret = '[not-json{"'
+    settings = Settings.from_env(
+        env={
+            "AUTHRELAY_SECRET_KEYS": KEY,
+            "AUTHRELAY_CLIENT__CLIENT_ID": "app",
+            "AUTHRELAY_CLIENT__CLIENT_SECRET": secret,
+        }
+    )
+    assert settings.client is not None and settings.client.client_secret is not None
+    assert settings.client.client_secret.get_secret_value() == secret
+
+
+def test_broken_json_names_the_variable_not_its_value() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(
+            env={"AUTHRELAY_SECRET_KEYS": KEY, "AUTHRELAY_SERVICES__X__SCOPES": '["read", sec'}
+        )
+    assert info.value.problems[0].startswith(
+        "services.x.scopes: the value of AUTHRELAY_SERVICES__X__SCOPES is not valid JSON"
+    )
+    assert '["read", sec' not in str(info.value)
+
+
+def test_unknown_variable_with_the_prefix_is_named_with_a_suggestion() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env={"AUTHRELAY_SECRET_KEYS": KEY, "AUTHRELAY_SESION__MAX_AGE": "60"})
+    assert info.value.problems == [
+        "sesion: unknown setting (from AUTHRELAY_SESION__MAX_AGE); did you mean 'session'?"
+    ]

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ._base import Section
+from .core import check_credentials
 
 __all__ = ["ConnectorSettings"]
 
@@ -98,10 +99,5 @@ class ConnectorSettings(Section):
             )
         if self.acr_essential and not self.acr_values:
             raise ValueError("acr_values: required with acr_essential")
-        method = self.token_endpoint_auth_method
-        if method == "private_key_jwt":
-            if self.private_key is None:
-                raise ValueError("private_key: required with private_key_jwt")
-        elif method != "none" and self.client_secret is None:
-            raise ValueError(f"client_secret: required with {method}")
+        check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
         return self

@@ -74,15 +74,17 @@ class ClientSettings(Section):
 
     @model_validator(mode="after")
     def _check(self) -> ClientSettings:
-        if self.token_endpoint_auth_method == "private_key_jwt":
-            if self.private_key is None:
-                raise ValueError("private_key: required with private_key_jwt")
-        elif self.client_secret is None:
-            raise ValueError(
-                f"client_secret: required with {self.token_endpoint_auth_method} "
-                "(or use private_key_jwt with private_key)"
-            )
+        check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
         return self
+
+
+def check_credentials(method: str, secret: SecretStr | None, key: SecretStr | None) -> None:
+    """Raise when ``method`` lacks its secret or key (the message names the field)."""
+    if method == "private_key_jwt":
+        if key is None:
+            raise ValueError("private_key: required with private_key_jwt")
+    elif method != "none" and secret is None:
+        raise ValueError(f"client_secret: required with {method} (or private_key_jwt)")
 
 
 class BearerSettings(Section):

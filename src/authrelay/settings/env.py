@@ -8,6 +8,7 @@ comma-separated list. The process environment wins over a ``.env`` file.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,9 +46,17 @@ class _Source(EnvSettingsSource):
         )
 
     def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
-        """JSON for lists and dicts; ``secret_keys`` may also be ``key1,key2``."""
-        if field_name == "secret_keys" and not str(value).lstrip().startswith("["):
-            return [part.strip() for part in str(value).split(",") if part.strip()]
+        """JSON for lists and dicts; ``secret_keys`` may also be ``key1,key2``.
+
+        A value that is not a JSON list or object is passed on as a string: a setting
+        that takes one string or a list (``bearer.audience``) accepts it, and any other
+        is refused by validation with its path.
+        """
+        text = str(value).strip()
+        if field_name == "secret_keys" and not text.startswith("["):
+            return [part.strip() for part in text.split(",") if part.strip()]
+        if not text.startswith(("[", "{")):
+            return value
         return super().decode_complex_value(field_name, field, value)
 
 
@@ -74,16 +83,30 @@ def env_data(
     problems = _unknown(model, prefix, variables)
     try:
         data = _Source(model, variables, prefix)()
-    except SettingsError as exc:
-        field = str(exc).split('"')[1] if '"' in str(exc) else "settings"
-        problems.append(
-            f"{field}: a value from the environment is not valid JSON (list and dict "
-            'settings are given as JSON, like ["a", "b"] or {"key": "value"})'
-        )
+    except SettingsError:
+        problems.extend(_bad_json(prefix, variables))
         data = {}
     if problems:
         raise ConfigurationError(problems)
     return data
+
+
+def _bad_json(prefix: str, variables: Mapping[str, str]) -> list[str]:
+    """Name the variables that look like JSON lists or objects and do not parse."""
+    problems = []
+    for name, value in variables.items():
+        if not name.upper().startswith(prefix.upper()):
+            continue
+        if value.strip().startswith(("[", "{")):
+            try:
+                json.loads(value)
+            except ValueError:
+                path = ".".join(name[len(prefix) :].lower().split(DELIMITER))
+                problems.append(
+                    f"{path}: the value of {name} is not valid JSON (list and dict settings "
+                    'are given as JSON, like ["a", "b"] or {"key": "value"})'
+                )
+    return sorted(problems) or ["the environment: a list or dict setting is not valid JSON"]
 
 
 def _unknown(model: type[BaseModel], prefix: str, variables: Mapping[str, str]) -> list[str]:

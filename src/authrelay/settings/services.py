@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
-from .core import ClientSettings
+from .core import ClientSettings, check_credentials
 
 __all__ = ["AgentSettings", "ApiKeySettings", "Flow", "ServiceSettings"]
 
@@ -28,6 +28,11 @@ class AgentSettings(Section):
     scopes: list[str] = []
     audience: str | None = None
     token_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AgentSettings:
+        check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
+        return self
 
     def as_client(self) -> ClientSettings:
         """The agent's credentials as client settings."""
