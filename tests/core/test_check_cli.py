@@ -216,3 +216,32 @@ def test_agent_without_a_secret_is_a_clear_error_not_a_crash(
     assert code == 1
     assert "agents.bot.client_secret: required with client_secret_basic" in output
     assert "Traceback" not in output
+
+
+def test_each_problem_is_one_whole_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, output = _check(tmp_path, "dev_mode = false\n", capsys)
+    assert code == 1
+    lines = [line.strip() for line in output.splitlines() if line.startswith("  ")]
+    assert lines == [
+        "secret_keys: at least one key is required (only dev_mode with the memory store "
+        "may run without; ST-02)"
+    ]
+
+
+def test_endpoint_problems_name_the_endpoint_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        HEAD
+        + 'public_base_url = "https://app.example"\n'
+        + '[bearer]\nissuer = "https://idp.example"\naudience = "api"\n'
+        + 'jwks_uri = "http://idp.example/jwks"\n'
+        + '[connectors.corp]\nstandard = "oauth2"\nclient_id = "c"\nclient_secret = "s"\n'
+        + 'authorization_endpoint = "https://sso.example/authorize"\n'
+        + 'token_endpoint = "http://sso.example/token"\n'
+        + 'userinfo_endpoint = "https://sso.example/me"\n'
+    )
+    code, output = _check(tmp_path, text, capsys)
+    assert code == 1
+    assert "bearer.jwks_uri: endpoint URL 'http://idp.example/jwks' must use https" in output
+    assert "connectors.corp.token_endpoint: endpoint URL" in output

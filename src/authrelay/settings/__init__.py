@@ -172,7 +172,7 @@ class Settings(Section):
         for name, service in self.services.items():
             problems.extend(self._service_problems(name, service))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     def _url_problems(self) -> list[str]:

@@ -35,7 +35,7 @@ def describe(exc: ValidationError, model: type[BaseModel], where: str = "") -> l
             message = "unknown setting" + suggestion(loc[-1], _fields_at(model, loc[:-1]))
             problems.append(f"{_join(where, loc)}: {message}")
             continue
-        parts = message.split("; ") if error["type"] == "value_error" else [message]
+        parts = message.split("\n") if error["type"] == "value_error" else [message]
         fields = _fields_at(model, loc)
         for part in parts:
             head, sep, rest = part.partition(": ")
