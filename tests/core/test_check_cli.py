@@ -77,7 +77,7 @@ def test_check_runs_relay_rules_of_services_and_connectors(
     )
     code, output = _check(tmp_path, text, capsys)
     assert code == 1
-    assert "connectors.github.preset: unknown preset 'githup'" in output
+    assert "connectors.github.preset: unknown preset 'githup'; did you mean 'github'?" in output
     assert "services.orders.headers: 'Authorization' may not be set" in output
 
 

@@ -15,6 +15,7 @@ target being split across users.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,12 @@ def guard_config(name: str, config: Mapping[str, Any] | ConnectorSettings) -> Co
     if settings.preset is not None:
         preset = PRESETS.get(settings.preset)
         if preset is None:
+            close = difflib.get_close_matches(settings.preset, list(PRESETS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(sorted(PRESETS))
-            problems.append(f"{where}.preset: unknown preset {settings.preset!r} (known: {known})")
+            problems.append(
+                f"{where}.preset: unknown preset {settings.preset!r}; {hint}(known: {known})"
+            )
         elif settings.preset != "microsoft" and settings.tenant is not None:
             problems.append(f"{where}.tenant: only the microsoft preset has a tenant")
     if settings.standard == "oauth2" and not settings.userinfo_endpoint:
