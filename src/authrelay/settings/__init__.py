@@ -35,7 +35,6 @@ from .core import (
     SessionSettings,
     StoreSettings,
 )
-from .env import env_data
 from .services import AgentSettings, ApiKeySettings, ServiceSettings
 from .urls import url_problem
 
@@ -135,6 +134,8 @@ class Settings(Section):
         wins; a missing file is skipped). A variable with the prefix that names no
         setting is an error.
         """
+        from .env import env_data  # pydantic-settings is imported only when used
+
         return cls.model_validate(env_data(cls, prefix, env, env_file))
 
     def __repr_args__(self) -> Any:
