@@ -15,8 +15,12 @@ __all__ = ["main"]
 
 
 def _check(path: str) -> int:
+    """Load the file and run every start-up rule of the app, offline (no store, no IdP)."""
+    from .relay import check_startup
+
     try:
         settings = Settings.from_toml(path)
+        check_startup(settings)
     except ConfigurationError as exc:
         sys.stderr.write(f"{path}: invalid\n")
         for problem in exc.problems:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from ._io import AsyncDriver, Flow, SyncDriver
 from ._types import Clock
+from .errors import ConfigurationError
 from .identity.resolve import BearerCheck, IdentityResolver
 from .identity.session import SessionManager
 from .observability import Stats, install_redaction
@@ -29,7 +30,9 @@ from .services import ServiceRegistry
 from .settings import Settings
 from .stores import open_backends
 
-__all__ = ["Relay"]
+__all__ = ["Relay", "check_startup"]
+
+_T = TypeVar("_T")
 
 
 class Relay:
@@ -53,29 +56,44 @@ class Relay:
         self._idp_transport = idp_transport
         self._idp_sync_transport = idp_sync_transport
         self.backend, self.async_backend = open_backends(settings.store, clock=clock)
-        self.sessions = SessionManager(settings, clock=clock)
-        self.bearer: BearerCheck | None = None
-        if settings.bearer is not None:
-            from .identity.bearer import BearerVerifier
-
-            self.bearer = BearerVerifier(settings, clock=clock)
-        self.identity = IdentityResolver(self.sessions, self.bearer)
-        self.services = ServiceRegistry(self)
         self.prefix = settings.routes.prefix
         self._async_driver: AsyncDriver | None = None
         self._sync_driver: SyncDriver | None = None
         self._driver_lock = threading.Lock()
         self.route_handler: Callable[[AuthRequest], Flow[Response]] = _no_routes
-        if settings.connectors:
-            from .connectors import ConnectorRegistry
-
-            self.connectors = ConnectorRegistry(self)
-            self.route_handler = self.connectors.routes.handle
-            self.services.user_tokens = self.connectors.tokens
+        try:
+            self._build(settings)
+        except BaseException:
+            self.backend.close()
+            raise
         subscribe = getattr(self.backend, "subscribe", None)
         if subscribe is not None:  # another process changed a key: drop what we cached of it
             subscribe(self._invalidate)
         install_redaction()
+
+    def _build(self, settings: Settings) -> None:
+        """Build every part, collecting the start-up problems of all of them (one error)."""
+        problems: list[str] = []
+        self.sessions = SessionManager(settings, clock=self.clock)
+        self.bearer: BearerCheck | None = None
+        if settings.bearer is not None:
+            from .identity.bearer import BearerVerifier
+
+            self.bearer = _gather(problems, lambda: BearerVerifier(settings, clock=self.clock))
+        self.identity = IdentityResolver(self.sessions, self.bearer)
+        services = _gather(problems, lambda: ServiceRegistry(self))
+        if settings.connectors:
+            from .connectors import ConnectorRegistry
+
+            connectors = _gather(problems, lambda: ConnectorRegistry(self))
+            if connectors is not None:
+                self.connectors = connectors
+                self.route_handler = connectors.routes.handle
+        if problems or services is None:
+            raise ConfigurationError(list(dict.fromkeys(problems)))
+        self.services = services
+        if settings.connectors:
+            services.user_tokens = self.connectors.tokens
 
     def __repr__(self) -> str:
         return (
@@ -155,6 +173,26 @@ class Relay:
         if self._sync_driver is not None:
             self._sync_driver.client.close()
         self.backend.close()
+
+
+def check_startup(settings: Settings) -> None:
+    """Run every rule :class:`Relay` runs at start, with no I/O; raise if any fails.
+
+    The relay is built exactly as the app builds it (sessions, bearer verifier,
+    services, connectors and their rules), with a memory store standing in for the
+    configured one so no file, socket or provider is touched, and then dropped.
+    Raises :class:`~authrelay.ConfigurationError` listing every problem.
+    """
+    store = settings.store.model_copy(update={"url": "memory://", "replica_acks": 0})
+    Relay(settings.model_copy(update={"store": store})).close()
+
+
+def _gather(problems: list[str], build: Callable[[], _T]) -> _T | None:
+    try:
+        return build()
+    except ConfigurationError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def _no_routes(request: AuthRequest) -> Flow[Response]:

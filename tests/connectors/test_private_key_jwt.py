@@ -144,7 +144,7 @@ def test_ac11_assertion_audience_for_providers_that_want_the_endpoint(
 
 def test_private_key_jwt_needs_a_private_key_and_says_which() -> None:
     without = {**_connector("unused"), "private_key": None}
-    with pytest.raises(ConfigurationError, match="private_key_jwt needs private_key"):
+    with pytest.raises(ConfigurationError, match="private_key: required with private_key_jwt"):
         app_settings("https://idp.example", "https://app.example", connector=without)
     public = RSAKey.generate_key(2048).as_pem(private=False).decode()
     with pytest.raises(ConfigurationError, match=r"connectors\.idp\.private_key") as info:

@@ -158,3 +158,28 @@ def test_cli_check_reports_errors(tmp_path, capsys) -> None:
     path.write_text('secret_keys = ["' + KEY + '"]\n[routes]\nprefix = "auth/"\n')
     assert cli_main(["check", str(path)]) == 1
     assert "routes.prefix" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"agents": {"bot": {"client_id": "b", "client_secret": "s", "scope": []}}},
+         "agents.bot.scope: unknown setting; did you mean 'scopes'?"),
+        ({"services": {"x": {"base_url": "https://x.example", "flow": "api_key",
+                             "api_key": {"value": "v", "heder": "X-Key"}}}},
+         "services.x.api_key.heder: unknown setting; did you mean 'header'?"),
+        ({"services": {"x": {"base_url": "https://x.example", "flow": "client_credentials",
+                             "token_endpoint": "https://idp.example/token",
+                             "client": {"client_id": "c", "client_secret": "s", "privat_key": "k"}}}},
+         "services.x.client.privat_key: unknown setting; did you mean 'private_key'?"),
+        ({"http": {"allow_insecure_loopbak": True}},
+         "http.allow_insecure_loopbak: unknown setting; did you mean 'allow_insecure_loopback'?"),
+        ({"store": {"zzz": 1}}, "store.zzz: unknown setting (is it misspelled?)"),
+    ],
+)  # fmt: skip
+def test_unknown_keys_at_every_depth_suggest_the_nearest(
+    data: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate({"secret_keys": [KEY], **data})
+    assert expected in info.value.problems

@@ -188,7 +188,8 @@ class Connector:
                 try:
                     check_endpoint_url(url, self.http)
                 except UnsafeEndpoint as exc:
-                    raise ConfigurationError(f"connectors.{self.name}: {exc}") from None
+                    field = key if key == "jwks_uri" else f"{key}_endpoint"
+                    raise ConfigurationError(f"connectors.{self.name}.{field}: {exc}") from None
             found[key] = url
         return found
 

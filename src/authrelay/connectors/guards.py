@@ -15,6 +15,7 @@ target being split across users.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,21 +24,11 @@ from pydantic import ValidationError
 
 from ..errors import ConfigurationError
 from ..settings import ConnectorSettings
+from ..settings._base import describe
 from .metadata import ConnectorType, Platform
 from .presets import PRESETS
 
 __all__ = ["RuleEntry", "check_rules", "guard_config"]
-
-
-def _paths(exc: ValidationError, where: str) -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (is it misspelled?)"
-        problems.append(f"{where}.{location}: {message}" if location else f"{where}: {message}")
-    return problems
 
 
 def guard_config(name: str, config: Mapping[str, Any] | ConnectorSettings) -> ConnectorSettings:
@@ -49,13 +40,17 @@ def guard_config(name: str, config: Mapping[str, Any] | ConnectorSettings) -> Co
         try:
             settings = ConnectorSettings.model_validate(dict(config))
         except ValidationError as exc:
-            raise ConfigurationError(_paths(exc, where)) from None
+            raise ConfigurationError(describe(exc, ConnectorSettings, where)) from None
     problems: list[str] = []
     if settings.preset is not None:
         preset = PRESETS.get(settings.preset)
         if preset is None:
+            close = difflib.get_close_matches(settings.preset, list(PRESETS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(sorted(PRESETS))
-            problems.append(f"{where}.preset: unknown preset {settings.preset!r} (known: {known})")
+            problems.append(
+                f"{where}.preset: unknown preset {settings.preset!r}; {hint}(known: {known})"
+            )
         elif settings.preset != "microsoft" and settings.tenant is not None:
             problems.append(f"{where}.tenant: only the microsoft preset has a tenant")
     if settings.standard == "oauth2" and not settings.userinfo_endpoint:

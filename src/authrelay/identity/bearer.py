@@ -88,11 +88,13 @@ class BearerVerifier:
         self.settings = settings
         self._clock = clock
         http = settings.http
+        where = "bearer.issuer"
         try:
             check_endpoint_url(bearer.issuer, http)
+            where = "bearer.jwks_uri"
             jwks_uri = check_endpoint_url(bearer.jwks_uri, http) if bearer.jwks_uri else None
         except UnsafeEndpoint as exc:
-            raise ConfigurationError(f"bearer: {exc}") from None
+            raise ConfigurationError(f"{where}: {exc}") from None
         if jwks_uri is None and not bearer.discovery:
             raise ConfigurationError("bearer.jwks_uri: required when bearer.discovery is off")
         self._algorithms = check_algorithms(bearer.algorithms)

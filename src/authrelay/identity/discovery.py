@@ -16,7 +16,6 @@ All I/O is yielded to the driver (:func:`authrelay._io.send`); nothing here bloc
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from .._io import Flow
 from .._types import Clock
 from ..errors import IdentityProviderUnavailable
 from ..settings import HttpSettings
+from ..settings.urls import is_loopback_host
 
 __all__ = [
     "Discovery",
@@ -61,16 +61,6 @@ _FAILURE_TTL = 5.0
 
 class UnsafeEndpoint(ValueError):
     """An identity-provider URL is not ``https`` (or allowed loopback ``http``) (TR-01)."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_endpoint_url(url: str, http: HttpSettings) -> str:

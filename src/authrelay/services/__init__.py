@@ -18,7 +18,7 @@ import httpx
 
 from .._crypto import KeyRing
 from .._io import AsyncDriver, SyncDriver
-from ..errors import UnknownService
+from ..errors import ConfigurationError, UnknownService
 from ..principal import Credentials, Principal
 from ..stores.shared_tokens import PURPOSE, SharedTokenStore
 from ..tokens import AccessToken, TokenResponse, UserTokenSource
@@ -60,10 +60,21 @@ class ServiceRegistry:
         self.transports: dict[
             str, tuple[httpx.AsyncBaseTransport | None, httpx.BaseTransport | None]
         ] = {}
-        self.agents = {name: AgentRuntime(self, name, a) for name, a in settings.agents.items()}
-        self.runtimes = {
-            name: ServiceRuntime(self, name, service) for name, service in settings.services.items()
-        }
+        problems: list[str] = []
+        self.agents: dict[str, AgentRuntime] = {}
+        for name, agent in settings.agents.items():
+            try:
+                self.agents[name] = AgentRuntime(self, name, agent)
+            except ConfigurationError as exc:
+                problems.extend(exc.problems)
+        self.runtimes: dict[str, ServiceRuntime] = {}
+        for name, service in settings.services.items():
+            try:
+                self.runtimes[name] = ServiceRuntime(self, name, service)
+            except ConfigurationError as exc:
+                problems.extend(exc.problems)
+        if problems:  # every service's problem at once, not the first
+            raise ConfigurationError(list(dict.fromkeys(problems)))
         # Names are matched without regard to case (settings refuse two that differ only
         # by case); the name as written in settings stays the service's name everywhere.
         self._folded = {name.lower(): runtime for name, runtime in self.runtimes.items()}

@@ -34,7 +34,9 @@ class AgentRuntime:
         self.registry = registry
         self.name = name
         self.settings = settings
-        self.auth = ClientAuthenticator(settings.as_client(), clock=registry.relay.clock)
+        self.auth = ClientAuthenticator(
+            settings.as_client(), clock=registry.relay.clock, where=f"agents.{name}"
+        )
         self.scopes = tuple(sorted(set(settings.scopes)))
         self.cache = TokenCache(64, 1024 * 1024, clock=registry.relay.clock)
 

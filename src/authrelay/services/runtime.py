@@ -87,7 +87,13 @@ class ServiceRuntime:
         client = settings.client or relay.settings.client
         self.client_settings: ClientSettings | None = client
         self.auth: ClientAuthenticator | None = (
-            ClientAuthenticator(client, clock=relay.clock) if client is not None else None
+            ClientAuthenticator(
+                client,
+                clock=relay.clock,
+                where=f"services.{name}.client" if settings.client else "client",
+            )
+            if client is not None
+            else None
         )
         endpoint = settings.token_endpoint
         if endpoint is not None and "{tenant}" in endpoint and settings.tenant is None:

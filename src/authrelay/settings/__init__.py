@@ -8,7 +8,6 @@ listing every problem as ``field.path: reason``. Secrets are ``SecretStr`` and n
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -26,7 +25,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigurationError
-from ._base import Section
+from ._base import Section, describe
 from .connectors import ConnectorSettings
 from .core import (
     BearerSettings,
@@ -37,6 +36,7 @@ from .core import (
     StoreSettings,
 )
 from .services import AgentSettings, ApiKeySettings, ServiceSettings
+from .urls import url_problem
 
 __all__ = [
     "AgentSettings",
@@ -65,7 +65,10 @@ class Settings(Section):
     dev_mode: bool = False
     """Relaxes start-up checks for local development (memory store without keys)."""
     public_base_url: str | None = None
-    """Where the app is reached (``https://app.example``); redirect URIs are built from it."""
+    """Where the app is reached (``https://app.example``); redirect URIs are built from it.
+
+    Absolute, https, no query or fragment; plain http only on a loopback host with
+    ``http.allow_insecure_loopback``."""
     session: SessionSettings = SessionSettings()
     bearer: BearerSettings | None = None
     client: ClientSettings | None = None
@@ -86,7 +89,7 @@ class Settings(Section):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(_problems(exc)) from None
+            raise ConfigurationError(describe(exc, Settings)) from None
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
@@ -94,7 +97,7 @@ class Settings(Section):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
-            raise ConfigurationError(_problems(exc)) from None
+            raise ConfigurationError(describe(exc, Settings)) from None
 
     @classmethod
     def from_toml(
@@ -115,31 +118,26 @@ class Settings(Section):
         return cls.model_validate(data)
 
     @classmethod
-    def from_env(cls, prefix: str = "AUTHRELAY_", *, env: Mapping[str, str] | None = None) -> Self:
+    def from_env(
+        cls,
+        prefix: str = "AUTHRELAY_",
+        *,
+        env: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = None,
+    ) -> Self:
         """Load from environment variables: ``AUTHRELAY_BEARER__ISSUER=...``.
 
-        Nested fields are separated by ``__``; values that parse as JSON (lists, numbers,
-        booleans, objects) are taken as JSON, others as strings. ``AUTHRELAY_SECRET_KEYS``
-        may be a JSON list or a comma-separated list.
+        Read with pydantic-settings: nested fields are separated by ``__``; string
+        settings stay strings (``AUTHRELAY_CLIENT__CLIENT_ID=1234567``); list and dict
+        settings take JSON (``AUTHRELAY_SERVICES='{"orders": {...}}'``), and
+        ``AUTHRELAY_SECRET_KEYS`` also a comma-separated list. ``env`` replaces
+        ``os.environ``; ``env_file`` names a ``.env`` file read first (the environment
+        wins; a missing file is skipped). A variable with the prefix that names no
+        setting is an error.
         """
-        source = os.environ if env is None else env
-        data: dict[str, Any] = {}
-        for key, raw in source.items():
-            if not key.startswith(prefix):
-                continue
-            path = [part.lower() for part in key[len(prefix) :].split("__")]
-            value: Any
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = raw
-            if path == ["secret_keys"] and isinstance(value, str):
-                value = [part.strip() for part in value.split(",") if part.strip()]
-            node = data
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
-        return cls.model_validate(data)
+        from .env import env_data  # pydantic-settings is imported only when used
+
+        return cls.model_validate(env_data(cls, prefix, env, env_file))
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -186,14 +184,37 @@ class Settings(Section):
                 "secret_keys: at least one key is required (only dev_mode with the memory "
                 "store may run without; ST-02)"
             )
+        problems.extend(self._url_problems())
         default = self.routes.default_connector
         if default is not None and default not in self.connectors:
             problems.append(f"routes.default_connector: {default!r} is not a configured connector")
         for name, service in self.services.items():
             problems.extend(self._service_problems(name, service))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
+
+    def _url_problems(self) -> list[str]:
+        loopback = self.http.allow_insecure_loopback
+        urls: list[tuple[str, str | None, str]] = [
+            ("public_base_url", self.public_base_url, "https://app.example"),
+            ("bearer.issuer", self.bearer.issuer if self.bearer else None, "https://idp.example"),
+        ]
+        for name, connector in self.connectors.items():
+            issuer = connector.issuer
+            if issuer is not None:
+                issuer = issuer.replace("{tenant}", connector.tenant or "common")
+            urls.append((f"connectors.{name}.issuer", issuer, "https://sso.example"))
+        problems = []
+        for where, url, example in urls:
+            problem = (
+                None
+                if url is None
+                else url_problem(url, allow_insecure_loopback=loopback, example=example)
+            )
+            if problem is not None:
+                problems.append(f"{where}: {problem}")
+        return problems
 
     def _service_problems(self, name: str, service: ServiceSettings) -> list[str]:
         where = f"services.{name}"
@@ -245,17 +266,3 @@ def _interpolate(value: Any, env: Mapping[str, str], missing: list[str], path: s
     if isinstance(value, list):
         return [_interpolate(item, env, missing, f"{path}[{i}]") for i, item in enumerate(value)]
     return value
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    problems: list[str] = []
-    for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (is it misspelled?)"
-        if location:
-            problems.append(f"{location}: {message}")
-        else:
-            problems.extend(message.split("; "))
-    return problems

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ._base import Section
+from .core import check_credentials
 
 __all__ = ["ConnectorSettings"]
 
@@ -81,25 +82,22 @@ class ConnectorSettings(Section):
         if (self.preset is None) == (self.standard is None):
             raise ValueError("set exactly one of preset or standard ('oauth2' | 'oidc')")
         if self.standard == "oidc" and not self.issuer:
-            raise ValueError("standard 'oidc' needs issuer")
+            raise ValueError("issuer: required with standard 'oidc'")
         if self.standard == "oauth2" and not (self.authorization_endpoint and self.token_endpoint):
-            raise ValueError("standard 'oauth2' needs authorization_endpoint and token_endpoint")
+            raise ValueError(
+                "authorization_endpoint: standard 'oauth2' needs it and token_endpoint"
+            )
         if self.type in ("email", "sms") and self.platform is not None:
-            raise ValueError("email and sms connectors have no platform")
+            raise ValueError("platform: email and sms connectors have none")
         if self.type == "social" and self.platform is None:
-            raise ValueError("social connectors need a platform ('web', 'native', 'universal')")
+            raise ValueError("platform: social connectors need one ('web', 'native', 'universal')")
         alg = self.id_token_signed_response_alg
         if alg.lower() == "none" or alg.startswith("HS"):
             raise ValueError(
-                f"id_token_signed_response_alg {alg!r} is not accepted: ID tokens must be "
+                f"id_token_signed_response_alg: {alg!r} is not accepted, ID tokens must be "
                 "signed with an asymmetric key from the provider's JWKS (ID-04)"
             )
         if self.acr_essential and not self.acr_values:
-            raise ValueError("acr_essential needs acr_values")
-        method = self.token_endpoint_auth_method
-        if method == "private_key_jwt":
-            if self.private_key is None:
-                raise ValueError("private_key_jwt needs private_key")
-        elif method != "none" and self.client_secret is None:
-            raise ValueError(f"{method} needs client_secret")
+            raise ValueError("acr_values: required with acr_essential")
+        check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
         return self

@@ -52,9 +52,11 @@ class SessionSettings(Section):
     def _check(self) -> SessionSettings:
         name = self.cookie_name
         if name is not None and name.startswith("__Host-") and self.dev_insecure_cookies:
-            raise ValueError("a __Host- cookie needs Secure; drop the prefix for insecure dev")
+            raise ValueError(
+                "cookie_name: a __Host- cookie needs Secure, drop the prefix for insecure dev"
+            )
         if self.idle_timeout > self.max_age:
-            raise ValueError("idle_timeout cannot exceed max_age")
+            raise ValueError("idle_timeout: cannot exceed max_age")
         return self
 
 
@@ -72,12 +74,17 @@ class ClientSettings(Section):
 
     @model_validator(mode="after")
     def _check(self) -> ClientSettings:
-        if self.token_endpoint_auth_method == "private_key_jwt":
-            if self.private_key is None:
-                raise ValueError("private_key_jwt needs private_key")
-        elif self.client_secret is None:
-            raise ValueError(f"{self.token_endpoint_auth_method} needs client_secret")
+        check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
         return self
+
+
+def check_credentials(method: str, secret: SecretStr | None, key: SecretStr | None) -> None:
+    """Raise when ``method`` lacks its secret or key (the message names the field)."""
+    if method == "private_key_jwt":
+        if key is None:
+            raise ValueError("private_key: required with private_key_jwt")
+    elif method != "none" and secret is None:
+        raise ValueError(f"client_secret: required with {method} (or private_key_jwt)")
 
 
 class BearerSettings(Section):
@@ -201,7 +208,7 @@ class StoreSettings(Section):
     def _acks(self) -> StoreSettings:
         if self.replica_acks and not self.url.startswith(REDIS_SCHEMES[:4]):
             raise ValueError(
-                "replica_acks needs a Redis server or Sentinel url (redis://, rediss://, "
+                "replica_acks: needs a Redis server or Sentinel url (redis://, rediss://, "
                 "redis+sentinel://): Cluster and the other stores cannot WAIT for replicas"
             )
         return self
@@ -216,4 +223,5 @@ class HttpSettings(Section):
     max_metadata_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
     max_token_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
     allow_insecure_loopback: bool = False
-    """Allow ``http://`` identity providers on loopback addresses (tests, demo)."""
+    """Allow ``http://`` identity providers and ``public_base_url`` on loopback addresses
+    (tests, demo); elsewhere they must be ``https``."""

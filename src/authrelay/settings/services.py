@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
-from .core import ClientSettings
+from .core import ClientSettings, check_credentials
 
 __all__ = ["AgentSettings", "ApiKeySettings", "Flow", "ServiceSettings"]
 
@@ -28,6 +28,11 @@ class AgentSettings(Section):
     scopes: list[str] = []
     audience: str | None = None
     token_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AgentSettings:
+        check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
+        return self
 
     def as_client(self) -> ClientSettings:
         """The agent's credentials as client settings."""
@@ -113,17 +118,17 @@ class ServiceSettings(Section):
     @model_validator(mode="after")
     def _flow_needs(self) -> ServiceSettings:
         if self.base_url.startswith("http://") and not self.allow_http:
-            raise ValueError("plain http base_url needs allow_http = true (DS-01)")
+            raise ValueError("base_url: plain http needs allow_http = true (DS-01)")
         if self.flow == "api_key" and self.api_key is None:
-            raise ValueError("flow 'api_key' needs api_key.value")
+            raise ValueError("api_key: required with flow 'api_key' (api_key.value)")
         if self.flow == "connector" and not self.connector:
-            raise ValueError("flow 'connector' needs connector")
+            raise ValueError("connector: required with flow 'connector'")
         if self.token_endpoint is not None and not self.token_endpoint.startswith(
             ("https://", "http://")
         ):
-            raise ValueError("token_endpoint must be an absolute http(s) URL")
+            raise ValueError("token_endpoint: must be an absolute http(s) URL")
         if self.flow == "forward" and not self.audience:
             raise ValueError(
-                "flow 'forward' needs audience (the aud the caller's token must carry)"
+                "audience: required with flow 'forward' (the aud the caller's token must carry)"
             )
         return self
