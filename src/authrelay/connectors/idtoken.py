@@ -181,7 +181,10 @@ def fetch_userinfo(connector: Connector, url: str, access_token: str) -> Flow[di
     except (_io.TransportFailure, _io.ResponseTooLarge):
         raise UpstreamError("the user-info endpoint failed", connector=connector.name) from None
     if response.status_code != 200:
-        raise UpstreamError("the user-info endpoint refused the request", connector=connector.name)
+        raise UpstreamError(
+            f"the user-info endpoint refused the request (HTTP {response.status_code})",
+            connector=connector.name,
+        )
     content_type = response.headers.get("content-type", "")
     if "json" not in content_type:
         # A signed (application/jwt) UserInfo response is not supported.

@@ -46,6 +46,7 @@ from ..stores.tokens import StoredTokens, Transaction
 from .connector import Connector, TokenEndpointError
 from .idtoken import fetch_userinfo, validate_id_token
 from .metadata import Profile
+from .params import VSCHAR, Untouched, check_callback_parameters, unconfigured_issuer
 
 if TYPE_CHECKING:
     from .registry import ConnectorRegistry
@@ -185,35 +186,47 @@ class LoginFlows:
             clear = f"{self.tx_cookie_name(state)}=; Max-Age=0; {self._tx_attributes}"
         try:
             response = yield from self._callback(connector, request, state)
+        except Untouched as exc:  # the owner's transaction and cookie stay (AC-04)
+            clear = None
+            response = self._failed(connector, request, exc)
         except AuthRelayError as exc:
-            code = exc.code if isinstance(exc, CallbackError) else exc.error
-            self.metrics.incr("failures", target=connector.name, flow=code)
-            if isinstance(exc, CallbackError):
-                logger.info("callback_failed connector=%s error=%s", connector.name, code)
-            else:
-                logger.warning("callback_failed connector=%s error=%s", connector.name, code)
-            response = error_response(exc, accept=request.headers.get("accept"))
-            if ("referrer-policy", "no-referrer") not in response.headers:
-                response.headers.append(("referrer-policy", "no-referrer"))
+            response = self._failed(connector, request, exc)
         if clear is not None:
             response.set_cookie(clear)
+        return response
+
+    def _failed(self, connector: Connector, request: AuthRequest, exc: AuthRelayError) -> Response:
+        code = exc.code if isinstance(exc, CallbackError) else exc.error
+        self.metrics.incr("failures", target=connector.name, flow=code)
+        if isinstance(exc, CallbackError):
+            logger.info("callback_failed connector=%s error=%s", connector.name, code)
+        else:
+            logger.warning("callback_failed connector=%s error=%s", connector.name, code)
+        response = error_response(exc, accept=request.headers.get("accept"))
+        if ("referrer-policy", "no-referrer") not in response.headers:
+            response.headers.append(("referrer-policy", "no-referrer"))
         return response
 
     def _transaction(
         self, connector: Connector, request: AuthRequest, state: str | None
     ) -> Flow[Transaction]:
         if len(request.query_string) > _MAX_QUERY:
-            raise CallbackError("invalid_request", "the callback query is too large")
+            raise Untouched("invalid_request", "the callback query is too large")
+        check_callback_parameters(request.query())
         if not state or len(state) > 256:
-            raise CallbackError("invalid_state", "the callback has no usable state parameter")
+            raise Untouched("invalid_state", "the callback has no usable state parameter")
         binding = find_cookie(request.headers.get("cookie", ""), self.tx_cookie_name(state))
-        tx = yield from self.store.take_transaction(state, connector.name)
-        if tx is None:
+        if binding is None:  # AC-04: refused without touching the owner's transaction
+            raise Untouched("invalid_state", "this sign-in was not started in this browser")
+        seen = yield from self.store.peek_transaction(state, connector.name)
+        if seen is None:
+            raise Untouched("invalid_state", "this sign-in is unknown, expired or already used")
+        owned = constant_time_equals(_sha(binding), seen.binding)
+        if not owned or seen.connector != connector.name:
+            raise Untouched("invalid_state", "this sign-in was not started in this browser")
+        tx = yield from self.store.take_transaction(state, connector.name)  # single use
+        if tx is None or not constant_time_equals(tx.binding, seen.binding):
             raise CallbackError("invalid_state", "this sign-in is unknown, expired or already used")
-        if binding is None:
-            raise CallbackError("invalid_state", "this sign-in was not started in this browser")
-        if not constant_time_equals(_sha(binding), tx.binding) or tx.connector != connector.name:
-            raise CallbackError("invalid_state", "this sign-in was not started in this browser")
         if self._clock() - tx.created_at > TRANSACTION_TTL:
             raise CallbackError("invalid_state", "this sign-in has expired; please start again")
         return tx
@@ -227,6 +240,8 @@ class LoginFlows:
         # RFC 9207 §2.4 (MU-01, MU-02): exact comparison, before any token request
         if "iss" in query:
             iss = request.param("iss")
+            if tx.issuer is None and iss is not None:
+                raise unconfigured_issuer(connector.name, iss)
             if iss is None or iss != tx.issuer:
                 raise CallbackError("invalid_issuer", "the response came from another issuer")
         elif endpoints.iss_parameter_supported:
@@ -236,8 +251,8 @@ class LoginFlows:
             reason = error if error in _AUTHZ_ERRORS else "access_denied"
             raise CallbackError(reason, "the identity provider did not authorize the sign-in")
         code = request.param("code")
-        if not code or len(code) > 2048:
-            raise CallbackError("invalid_request", "the callback has no authorization code")
+        if not code or len(code) > 2048 or not VSCHAR.fullmatch(code):  # RFC 6749 §A.11
+            raise CallbackError("invalid_request", "the callback has no valid authorization code")
         try:
             # RFC 6749 §4.1.3; AC-07 the same redirect_uri; AC-08 never retried
             tokens = yield from connector.call_token_endpoint(
@@ -273,11 +288,26 @@ class LoginFlows:
                 max_age=tx.max_age,
                 acr_values=tx.acr_values,
             )
-            if endpoints.userinfo and connector.settings.fetch_userinfo:
-                info = yield from fetch_userinfo(connector, endpoints.userinfo, tokens.access_token)
-                if info.get("sub") != id_claims["sub"]:  # ID-10
-                    logger.warning("userinfo_sub_mismatch connector=%s", connector.name)
-                    raise CallbackError("invalid_id_token", "the user info names another user")
+            mode = connector.settings.fetch_userinfo
+            if endpoints.userinfo and mode != "never":
+                try:
+                    info = yield from fetch_userinfo(
+                        connector, endpoints.userinfo, tokens.access_token
+                    )
+                except UpstreamError as exc:
+                    if mode == "required":
+                        raise
+                    # OIDC Core §5.3: UserInfo is optional; the validated ID token suffices
+                    # (oidc-provider refuses access tokens issued for another resource).
+                    logger.warning(
+                        "userinfo_unavailable connector=%s reason=%s signing_in_from=id_token",
+                        connector.name,
+                        exc.description,
+                    )
+                else:
+                    if info.get("sub") != id_claims["sub"]:  # ID-10
+                        logger.warning("userinfo_sub_mismatch connector=%s", connector.name)
+                        raise CallbackError("invalid_id_token", "the user info names another user")
         else:
             if endpoints.userinfo is None:
                 raise UpstreamError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
 
@@ -54,8 +54,11 @@ class ConnectorSettings(Section):
     """False: the profile is stored at first sign-in only; True: refreshed at every sign-in."""
     discovery: bool = True
     """OIDC: read endpoints from the issuer's discovery document (else give them all)."""
-    fetch_userinfo: bool = True
-    """OIDC: also call the UserInfo endpoint at sign-in when there is one (ID-10)."""
+    fetch_userinfo: Literal["auto", "required", "never"] = "auto"
+    """OIDC: ``auto`` calls UserInfo when there is one and, if it refuses or fails, signs in
+    from the validated ID token (OIDC Core §5.3 makes UserInfo optional); ``required`` makes
+    its failure fail the sign-in; ``never`` skips it. ``true`` / ``false`` mean ``auto`` /
+    ``never``."""
     userinfo_mapping: dict[str, str] = {}
     """OAuth 2.0: profile field → user-info member (``{"sub": "id", "name": "login"}``)."""
     trusted_audiences: list[str] = []
@@ -75,6 +78,13 @@ class ConnectorSettings(Section):
     backchannel_logout: bool = True
     """OIDC: accept logout tokens at ``{prefix}/{name}/backchannel-logout`` (Back-Channel
     Logout 1.0) and end the sessions they name."""
+
+    @field_validator("fetch_userinfo", mode="before")
+    @classmethod
+    def _userinfo_flag(cls, value: object) -> object:
+        if value is True:
+            return "auto"
+        return "never" if value is False else value
 
     @model_validator(mode="after")
     def _kind(self) -> ConnectorSettings:

@@ -245,6 +245,22 @@ class TokenStore:
         written = yield from self._write(key, tx.to_json(), aad, expected_version=0, ttl=ttl)
         return written is not None
 
+    def peek_transaction(self, state: str, connector: str) -> Flow[Transaction | None]:
+        """Read the transaction for ``state`` without consuming it (None: unknown, or minted
+        for another connector), so a callback from a browser that does not own it can be
+        refused while the owner can still finish (AC-04)."""
+        key = self._tx_key(state)
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
+        if stored is None:
+            return None
+        plain = self._open(key, stored, self._aad("tx", "", None, connector))
+        if plain is None:
+            return None
+        try:
+            return Transaction.from_json(plain)
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def take_transaction(self, state: str, connector: str) -> Flow[Transaction | None]:
         """Consume the transaction for ``state``: a second take gets None (AC-04)."""
         key = self._tx_key(state)
