@@ -109,7 +109,7 @@ def test_se07_logout_is_post_only_same_origin_and_revokes(
         )
         assert out.status_code == 200
         assert out.json()["logged_out"] is True
-        assert "/end-session?" in out.json()["redirect"]
+        assert out.json()["redirect"] == "/auth/logout/provider"  # then the provider's
         assert "id_token_hint" not in out.json()["redirect"]
         assert "Max-Age=0" in out.headers["set-cookie"]
         assert "Cookie" in out.headers["vary"]

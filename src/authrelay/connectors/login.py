@@ -339,7 +339,8 @@ class LoginFlows:
         if tx.mode == "connect":
             set_cookie = yield from self._finish_connect(connector, request, tx, profile, stored)
         else:
-            set_cookie = yield from self._finish_login(connector, request, profile, stored)
+            hint = tokens.id_token if connector.settings.rp_initiated_logout else None
+            set_cookie = yield from self._finish_login(connector, request, profile, stored, hint)
         routes = self.settings.routes
         target = safe_next(tx.next, routes.after_login, routes.allowed_redirect_origins)  # RD-04
         response = redirect(target, 303, [("referrer-policy", "no-referrer")])  # AC-12
@@ -347,7 +348,12 @@ class LoginFlows:
         return response
 
     def _finish_login(
-        self, connector: Connector, request: AuthRequest, profile: Profile, stored: StoredTokens
+        self,
+        connector: Connector,
+        request: AuthRequest,
+        profile: Profile,
+        stored: StoredTokens,
+        id_token: str | None,
     ) -> Flow[str]:
         link = yield from self.store.find_link(connector.target, profile.sub)
         if link is None:
@@ -368,6 +374,7 @@ class LoginFlows:
             claims=stored_profile or profile.to_dict(),
             created_at=self._clock(),
             provider_session=_provider_session(connector, stored.id_claims),
+            id_token=id_token if connector.kind == "oidc" else None,  # sealed in the store
         )
         old = request.identity.principal.session_id
         cookie, key = yield from self.sessions.create_keyed(record, replaces=old)  # SE-04
