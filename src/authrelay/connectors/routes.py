@@ -38,6 +38,7 @@ from .._io import Flow
 from ..responses import Response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
+from .assets import ASSET_ROUTES, asset_url, serve_asset
 from .backchannel import LogoutTokenRejected, validate_logout_token
 from .connector import Connector
 from .login import LoginFlows
@@ -99,6 +100,10 @@ class ConnectorRoutes:
         if path == "/logout/callback":
             return self._only_get(request) or self.provider_logout.returned(request)
         parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "connectors" and parts[2] in ASSET_ROUTES:
+            known = self.registry.get(parts[1])
+            if known is not None:
+                return self._only_get(request) or serve_asset(known.metadata, parts[2], request)
         if len(parts) == 2:
             connector = self.registry.get(parts[0])
             action = parts[1]
@@ -161,7 +166,14 @@ class ConnectorRoutes:
 
     def list_connectors(self, request: AuthRequest) -> Response:
         """JSON for login pages, in the caller's best ``Accept-Language``."""
-        language = request.headers.get("accept-language")
+        items = self.connector_items(request.headers.get("accept-language"))
+        response = json_response({"connectors": items})
+        response.headers.append(("vary", "Accept-Language"))
+        return response
+
+    def connector_items(self, language: str | None) -> list[dict[str, Any]]:
+        """What ``GET {prefix}/connectors`` lists, for ``language`` (an Accept-Language)."""
+        prefix = self.settings.routes.prefix
         items = []
         for name, connector in self.registry.connectors.items():
             meta = connector.metadata
@@ -174,14 +186,13 @@ class ConnectorRoutes:
                     "platform": meta.platform,
                     "name": best_locale_text(meta.name, language) or name,
                     "description": best_locale_text(meta.description, language),
-                    "logo": meta.logo,
-                    "logo_dark": meta.logo_dark,
-                    "login_url": f"{self.settings.routes.prefix}/{name}/login",
+                    "logo": asset_url(prefix, name, meta, "logo"),
+                    "logo_dark": asset_url(prefix, name, meta, "logo-dark"),
+                    "readme": asset_url(prefix, name, meta, "readme"),
+                    "login_url": f"{prefix}/{name}/login",
                 }
             )
-        response = json_response({"connectors": items})
-        response.headers.append(("vary", "Accept-Language"))
-        return response
+        return items
 
     def me(self, request: AuthRequest) -> Flow[Response]:
         """The principal and linked connectors (no tokens)."""

@@ -14,7 +14,7 @@ sign-in, kept in the sealed session record), ``post_logout_redirect_uri`` =
 
 Defends against: the ID token in a URL, ``Location`` header, browser history or
 ``Referer`` (it travels in a form body, on a ``no-store``, ``no-referrer`` page whose CSP
-lets it post only to the provider's origin), in a cookie, or in a JSON body for scripts
+runs only its own one-line script), in a cookie, or in a JSON body for scripts
 (INV-1); a forged or replayed logout return (a ``state`` that is not the browser's own
 is refused with ``invalid_state`` and no redirect).
 """
@@ -26,7 +26,6 @@ import hashlib
 import html
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from .._crypto import constant_time_equals, random_token
 from .._io import Flow
@@ -107,8 +106,6 @@ class ProviderLogout:
         endpoint = fields.pop(_ENDPOINT, None) if fields is not None else None
         if fields is None or endpoint is None:
             return redirect(self.settings.routes.after_logout, 303)
-        parts = urlsplit(endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
         inputs = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
             for k, v in fields.items()
@@ -122,8 +119,9 @@ class ProviderLogout:
             f"<script>{_SCRIPT}</script></body></html>"
         ).encode()
         csp = (
-            f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; form-action {origin}; "
-            "base-uri 'none'; frame-ancestors 'none'"
+            # no form-action: browsers apply it to the provider's redirects after the POST
+            f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; "
+            "frame-ancestors 'none'"
         )
         return Response(
             200,
