@@ -44,7 +44,7 @@ def _form(page: str) -> _Form:
 
 @contextmanager
 def _served(
-    make_identity_provider: Callable[..., IdentityProvider], shell: str
+    make_identity_provider: Callable[..., IdentityProvider], shell: str, **connector: Any
 ) -> Iterator[tuple[IdentityProvider, Running]]:
     port = free_port()
     config = default_provider_config()
@@ -52,7 +52,8 @@ def _served(
     uri = f"http://127.0.0.1:{port}/auth/logout/callback"
     client = dataclasses.replace(first, post_logout_redirect_uris=(uri,))
     idp = make_identity_provider(issuer=None, clients=[client, *rest])
-    with serve_identity_provider(idp), run_app(idp, wsgi=shell == "wsgi", port=port) as app:
+    served = run_app(idp, wsgi=shell == "wsgi", port=port, connector=connector)
+    with serve_identity_provider(idp), served as app:
         yield idp, app
 
 
@@ -72,10 +73,12 @@ def _id_token_of(app: Running) -> str:
     return record.id_token
 
 
+@pytest.mark.parametrize("method", ["get", "post"])
 def test_se06_rp_logout_sends_id_token_hint_and_checks_the_state(
-    make_identity_provider: Callable[..., IdentityProvider], shell: str
+    make_identity_provider: Callable[..., IdentityProvider], shell: str, method: str
 ) -> None:
-    with _served(make_identity_provider, shell) as (idp, app):
+    settings = {} if method == "get" else {"end_session_method": "post"}
+    with _served(make_identity_provider, shell, **settings) as (idp, app):
         assert app.login().status_code == 303
         id_token = _id_token_of(app)
         assert jwt_payload(id_token)["sub"] == "alice"
@@ -91,9 +94,9 @@ def test_se06_rp_logout_sends_id_token_hint_and_checks_the_state(
         csp = page.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src 'sha256-" in csp
         form = _form(page.text)
-        assert form.method == "post"
+        assert form.method == method
         assert form.action == f"{idp.issuer}/end-session"
-        assert form.fields["id_token_hint"] == id_token  # in a form body, never a URL
+        assert form.fields["id_token_hint"] == id_token  # in the form only, never a Location
         assert form.fields["client_id"] == "test-client"
         assert form.fields["post_logout_redirect_uri"] == f"{app.base}/auth/logout/callback"
         state = form.fields["state"]
@@ -102,7 +105,10 @@ def test_se06_rp_logout_sends_id_token_hint_and_checks_the_state(
         again = app.client.get(f"{app.base}/auth/logout/provider")
         assert again.status_code == 303 and again.headers["location"] == "/"
         # The provider accepts the hint and returns with the state.
-        at_idp = httpx.post(form.action, data=form.fields)
+        if method == "post":
+            at_idp = httpx.post(form.action, data=form.fields)
+        else:
+            at_idp = httpx.get(form.action, params=form.fields)
         assert at_idp.status_code == 302, at_idp.text
         back = at_idp.headers["location"]
         assert back.startswith(f"{app.base}/auth/logout/callback?")

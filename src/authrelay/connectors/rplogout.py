@@ -7,16 +7,18 @@ sign-in, kept in the sealed session record), ``post_logout_redirect_uri`` =
 1. ``POST {prefix}/logout`` (after the session is gone) stores the request's fields under
    a random ``state`` (sealed, single use, 10 minutes) and sets a cookie holding that
    state; it sends the browser to ``{prefix}/logout/provider``;
-2. ``GET {prefix}/logout/provider`` takes the fields (once) and answers a page that POSTs
-   them to the provider's ``end_session_endpoint`` (§2 allows POST);
+2. ``GET {prefix}/logout/provider`` takes the fields (once) and answers a page whose
+   form sends them to the provider's ``end_session_endpoint``, by GET (the default: the
+   certified oidc-provider accepts only GET unless configured) or, with
+   ``end_session_method = "post"``, by POST (§2);
 3. ``GET {prefix}/logout/callback?state=…`` compares ``state`` with the cookie in constant
    time, clears the cookie, and only then redirects to ``routes.after_logout``.
 
-Defends against: the ID token in a URL, ``Location`` header, browser history or
-``Referer`` (it travels in a form body, on a ``no-store``, ``no-referrer`` page whose CSP
-runs only its own one-line script), in a cookie, or in a JSON body for scripts
-(INV-1); a forged or replayed logout return (a ``state`` that is not the browser's own
-is refused with ``invalid_state`` and no redirect).
+Defends against: the ID token in a ``Location`` header, a ``Referer``, a cookie, or a
+JSON body for scripts (INV-1): it is only in the form of a ``no-store``, ``no-referrer``
+page whose CSP runs only its own one-line script (with ``post``, it is in no URL at all);
+a forged or replayed logout return (a ``state`` that is not the browser's own is refused
+with ``invalid_state`` and no redirect).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import html
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from .._crypto import constant_time_equals, random_token
 from .._io import Flow
@@ -44,6 +47,7 @@ logger = logging.getLogger("authrelay.connectors.logout")
 
 LOGOUT_TTL = 600
 _ENDPOINT = "_end_session_endpoint"
+_METHOD = "_method"
 _SCRIPT = "document.forms[0].submit();"
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
 
@@ -76,7 +80,11 @@ class ProviderLogout:
             if endpoints.end_session is None:
                 return None
             state = random_token(32)
-            fields = {_ENDPOINT: endpoints.end_session, "client_id": connector.client_id}
+            fields = {
+                _ENDPOINT: endpoints.end_session,
+                _METHOD: connector.settings.end_session_method,
+                "client_id": connector.client_id,
+            }
             if id_token is not None:
                 fields["id_token_hint"] = id_token
             uri = self.return_uri()
@@ -106,6 +114,10 @@ class ProviderLogout:
         endpoint = fields.pop(_ENDPOINT, None) if fields is not None else None
         if fields is None or endpoint is None:
             return redirect(self.settings.routes.after_logout, 303)
+        method = "post" if fields.pop(_METHOD, "get") == "post" else "get"
+        if method == "get" and "?" in endpoint:  # a GET form replaces the action's query
+            endpoint, _, query = endpoint.partition("?")
+            fields = {**dict(parse_qsl(query, keep_blank_values=True)), **fields}
         inputs = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
             for k, v in fields.items()
@@ -113,7 +125,7 @@ class ProviderLogout:
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             "<title>Signing out</title></head><body>"
-            f'<form method="post" action="{html.escape(endpoint)}">{inputs}'
+            f'<form method="{method}" action="{html.escape(endpoint)}">{inputs}'
             "<p>Signing you out at your identity provider…</p>"
             '<noscript><button type="submit">Continue</button></noscript></form>'
             f"<script>{_SCRIPT}</script></body></html>"

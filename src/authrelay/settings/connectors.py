@@ -75,6 +75,10 @@ class ConnectorSettings(Section):
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
     rp_initiated_logout: bool = True
     """OIDC: send the browser to the provider's ``end_session_endpoint`` at logout."""
+    end_session_method: Literal["get", "post"] = "get"
+    """How the browser carries the end-session request (with ``id_token_hint``) to the
+    provider: ``get`` (every provider; oidc-provider accepts only GET by default) or
+    ``post`` (keeps the ID token out of the provider's URLs and logs)."""
     backchannel_logout: bool = True
     """OIDC: accept logout tokens at ``{prefix}/{name}/backchannel-logout`` (Back-Channel
     Logout 1.0) and end the sessions they name."""
