@@ -162,7 +162,7 @@ def test_connectors_list_in_the_best_language(identity_provider: IdentityProvide
 
     items = {item["id"]: item for item in json.loads(response.body)["connectors"]}
     assert items["google"]["name"] == "구글"
-    assert items["github"]["logo_dark"].endswith("github-dark.svg")
+    assert items["github"]["logo_dark"] == "/auth/connectors/github/logo-dark"
     assert items["github"]["type"] == "social" and items["github"]["platform"] == "web"
     relay.close()
 
