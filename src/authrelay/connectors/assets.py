@@ -55,9 +55,9 @@ def asset_url(prefix: str, name: str, meta: ConnectorMetadata, route: str) -> st
     reference: str | None = getattr(meta, ASSET_ROUTES[route])
     if not reference:
         return None
-    if _packaged(reference):
-        return f"{prefix}/connectors/{name}/{route}" if _read(reference) else None
-    return reference
+    if _packaged(reference) and _read(reference) is not None:
+        return f"{prefix}/connectors/{name}/{route}"
+    return reference  # the app's own URL or path, as configured
 
 
 def serve_asset(meta: ConnectorMetadata, route: str, request: AuthRequest) -> Response:
