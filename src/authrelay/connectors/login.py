@@ -18,8 +18,11 @@ Defends against (SECURITY §1, §2, §11, §12, §13):
 - account takeover by linking (DESIGN lessons): an identity is linked to another user
   only by an explicit ``connect`` from a signed-in session, never by matching e-mails.
 
-Every callback failure answers E-CALLBACK (400, ``no-store``, ``no-referrer``), clears
-the transaction cookie, and leaves the session as it was.
+Every callback failure answers E-CALLBACK (400, ``no-store``, ``no-referrer``) and leaves
+the session as it was. A callback refused before its transaction is consumed (polluted
+parameters, see :mod:`.params`; a ``state`` from a browser that does not own it, or on
+another connector's callback) leaves the transaction and its cookie to their owner;
+other failures clear the cookie.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from ..responses import Response, error_response, redirect
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens, Transaction
 from .connector import Connector, TokenEndpointError
-from .idtoken import fetch_userinfo, validate_id_token
+from .idtoken import checked_userinfo, fetch_userinfo, validate_id_token
 from .metadata import Profile
 from .params import VSCHAR, Untouched, check_callback_parameters, unconfigured_issuer
 
@@ -288,26 +291,10 @@ class LoginFlows:
                 max_age=tx.max_age,
                 acr_values=tx.acr_values,
             )
-            mode = connector.settings.fetch_userinfo
-            if endpoints.userinfo and mode != "never":
-                try:
-                    info = yield from fetch_userinfo(
-                        connector, endpoints.userinfo, tokens.access_token
-                    )
-                except UpstreamError as exc:
-                    if mode == "required":
-                        raise
-                    # OIDC Core §5.3: UserInfo is optional; the validated ID token suffices
-                    # (oidc-provider refuses access tokens issued for another resource).
-                    logger.warning(
-                        "userinfo_unavailable connector=%s reason=%s signing_in_from=id_token",
-                        connector.name,
-                        exc.description,
-                    )
-                else:
-                    if info.get("sub") != id_claims["sub"]:  # ID-10
-                        logger.warning("userinfo_sub_mismatch connector=%s", connector.name)
-                        raise CallbackError("invalid_id_token", "the user info names another user")
+            if endpoints.userinfo:
+                info = yield from checked_userinfo(
+                    connector, endpoints.userinfo, tokens.access_token, id_claims["sub"]
+                )
         else:
             if endpoints.userinfo is None:
                 raise UpstreamError(
