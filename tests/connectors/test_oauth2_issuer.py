@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import pytest
-from connector_helpers import run_app
+from connector_helpers import query_of, run_app
 
 from authrelay.testing import IdentityProvider
 
@@ -70,3 +70,22 @@ def test_mu02_rfc9207_iss_of_another_issuer_is_still_refused(idp: IdentityProvid
         )
         assert answer.json()["error"] == "invalid_issuer"
         assert "connectors.idp.issuer" not in answer.json()["error_description"]
+
+
+def test_mu02_received_iss_is_shown_escaped_and_bounded(idp: IdentityProvider) -> None:
+    with run_app(idp, connectors=_oauth2(idp)) as app:
+        params = query_of(app.authorize("/auth/idp/login"))
+        params["iss"] = "<b>x</b>" + "y" * 500
+        page = app.client.get(
+            f"{app.base}/auth/idp/callback", params=params, headers={"accept": "text/html"}
+        )
+        assert page.status_code == 400
+        assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x" not in page.text
+        assert "y" * 201 not in page.text
+        params = query_of(app.authorize("/auth/idp/login"))
+        params["iss"] = "https://idp.example\x00"
+        answer = app.client.get(
+            f"{app.base}/auth/idp/callback", params=params, headers={"accept": "application/json"}
+        )
+        assert answer.json()["error"] == "invalid_issuer"
+        assert "(not printable)" in answer.json()["error_description"]
