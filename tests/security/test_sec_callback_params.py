@@ -117,3 +117,19 @@ def test_ac04_foreign_browser_does_not_consume_the_owners_state(
         again = app.client.get(callback, headers=JSON)
         assert again.json()["error"] == "invalid_state"
     assert idp.counters.count(endpoint="token", grant_type="authorization_code") == 1
+
+
+def test_inv2_callback_with_too_many_parameters_is_invalid_request(
+    idp: IdentityProvider, shell: str
+) -> None:
+    with serve_app(_settings(idp), shell=shell) as app:
+        callback = app.authorize()
+        pairs = list(query_of(callback).items()) + [(f"p{i}", "x") for i in range(70)]
+        answer = _callback(app, pairs)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_request"
+        many = "&".join(f"p{i}=x" for i in range(70))
+        for path in ("/auth/idp/login", "/auth/logout/callback", "/auth/connectors"):
+            other = app.client.get(f"{app.base}{path}?{many}", headers=JSON)
+            assert other.status_code == 400, (path, other.text)
+        _finishes(app, callback)

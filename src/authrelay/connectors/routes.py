@@ -35,7 +35,8 @@ import httpx
 from .. import _io
 from .._crypto import constant_time_equals
 from .._io import Flow
-from ..responses import Response, json_response, redirect, wants_html
+from ..errors import CallbackError
+from ..responses import Response, error_response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
 from .assets import ASSET_ROUTES, asset_url, serve_asset
@@ -88,6 +89,13 @@ class ConnectorRoutes:
 
     def handle(self, request: AuthRequest) -> Flow[Response]:
         """The response for a request under the prefix (a flow)."""
+        try:
+            request.query()
+        except ValueError:  # more than 64 parameters (parse_qsl's max_num_fields)
+            too_many = CallbackError("invalid_request", "the request has too many parameters")
+            response = error_response(too_many, accept=request.headers.get("accept"))
+            response.headers.append(("referrer-policy", "no-referrer"))
+            return response
         path = request.path
         if path == "/connectors":
             return self._only_get(request) or self.list_connectors(request)
