@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from html.parser import HTMLParser
+from typing import Any
 
 import httpx
+import pytest
+from playwright.sync_api import expect
 
 from authrelay.demo import Demo
 
@@ -41,3 +44,17 @@ def test_signin_page_shows_every_connectors_logo(demo: Demo) -> None:
             logo = client.get(url)
             assert logo.status_code == 200, url
             assert logo.headers["content-type"].startswith("image/svg+xml"), url
+
+
+@pytest.mark.browser
+def test_signin_page_shows_logos_without_script_in_a_browser(demo: Demo, new_context: Any) -> None:
+    page = new_context(java_script_enabled=False).new_page()
+    page.goto(demo.app_url + "/signin")
+    images = page.locator("#connectors img")
+    expect(images).to_have_count(2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#connectors img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    link = page.locator("#connector-idp")
+    expect(link).to_have_attribute("href", "/auth/idp/login?next=%2F")
