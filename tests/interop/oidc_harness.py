@@ -75,6 +75,12 @@ class OidcProviderSettings:
     """Resources with opaque access tokens: the only kind oidc-provider introspects/revokes."""
     rp_client: OidcClient = RP_CLIENT
     api_client: OidcClient = API_CLIENT
+    profile: str = "default"
+    """``server.mjs`` profile: ``"default"``, or ``"resource-server"`` (resource indicators
+    with a default resource: code-flow access tokens are JWTs for an API, which UserInfo
+    refuses)."""
+    default_resource: str | None = None
+    """The ``resource-server`` profile's default resource (else the first JWT resource)."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +291,9 @@ class OidcProvider:
             if "xsrf" in fields:  # the RP-initiated logout confirmation; its button says yes
                 fields["logout"] = "yes"
             target = urljoin(str(response.url), action)
+            if method.lower() == "get":  # a GET form sends its fields as the query
+                response = http.get(target.partition("?")[0], params=fields)
+                continue
             response = http.request(method.upper(), target, data=fields)
         raise OidcProviderError("login did not return to the relying party within 20 steps")
 

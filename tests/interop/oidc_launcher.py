@@ -96,6 +96,8 @@ def start_oidc_provider(
             "api": settings.api_client._asdict(),
         },
         "initial_access_token": initial_access_token,
+        "profile": settings.profile,
+        **({"default_resource": settings.default_resource} if settings.default_resource else {}),
         "resources": {
             **{k: {"scopes": list(v), "format": "jwt"} for k, v in settings.resources.items()},
             **{

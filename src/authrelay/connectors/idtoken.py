@@ -37,7 +37,14 @@ from ..errors import CallbackError, InvalidToken, UpstreamError
 from ..identity.jwt import id_token_rules, validate_claims, verify_jws
 from .connector import Connector, Endpoints
 
-__all__ = ["fetch_userinfo", "half_hash", "same_identity", "validate_id_token", "verify_signed"]
+__all__ = [
+    "checked_userinfo",
+    "fetch_userinfo",
+    "half_hash",
+    "same_identity",
+    "validate_id_token",
+    "verify_signed",
+]
 
 logger = logging.getLogger("authrelay.connectors.idtoken")
 
@@ -181,7 +188,10 @@ def fetch_userinfo(connector: Connector, url: str, access_token: str) -> Flow[di
     except (_io.TransportFailure, _io.ResponseTooLarge):
         raise UpstreamError("the user-info endpoint failed", connector=connector.name) from None
     if response.status_code != 200:
-        raise UpstreamError("the user-info endpoint refused the request", connector=connector.name)
+        raise UpstreamError(
+            f"the user-info endpoint refused the request (HTTP {response.status_code})",
+            connector=connector.name,
+        )
     content_type = response.headers.get("content-type", "")
     if "json" not in content_type:
         # A signed (application/jwt) UserInfo response is not supported.
@@ -193,3 +203,33 @@ def fetch_userinfo(connector: Connector, url: str, access_token: str) -> Flow[di
     if not isinstance(data, dict):
         raise UpstreamError("the user-info answer is not a JSON object", connector=connector.name)
     return data
+
+
+def checked_userinfo(
+    connector: Connector, url: str, access_token: str, sub: str
+) -> Flow[dict[str, Any]]:
+    """UserInfo at sign-in, as ``fetch_userinfo`` says (``auto`` | ``required`` | ``never``).
+
+    UserInfo is optional (OIDC Core §5.3): with ``auto`` a refusal or failure is one
+    WARNING and an empty answer, so the validated ID token alone signs the user in
+    (oidc-provider refuses access tokens issued for another resource, RFC 8707). An
+    answer naming another ``sub`` always fails (ID-10).
+    """
+    mode = connector.settings.fetch_userinfo
+    if mode == "never":
+        return {}
+    try:
+        info = yield from fetch_userinfo(connector, url, access_token)
+    except UpstreamError as exc:
+        if mode == "required":
+            raise
+        logger.warning(
+            "userinfo_unavailable connector=%s reason=%s signing_in_from=id_token",
+            connector.name,
+            exc.description,
+        )
+        return {}
+    if info.get("sub") != sub:  # ID-10
+        logger.warning("userinfo_sub_mismatch connector=%s", connector.name)
+        raise CallbackError("invalid_id_token", "the user info names another user")
+    return info

@@ -18,8 +18,11 @@ Defends against (SECURITY §1, §2, §11, §12, §13):
 - account takeover by linking (DESIGN lessons): an identity is linked to another user
   only by an explicit ``connect`` from a signed-in session, never by matching e-mails.
 
-Every callback failure answers E-CALLBACK (400, ``no-store``, ``no-referrer``), clears
-the transaction cookie, and leaves the session as it was.
+Every callback failure answers E-CALLBACK (400, ``no-store``, ``no-referrer``) and leaves
+the session as it was. A callback refused before its transaction is consumed (polluted
+parameters, see :mod:`.params`; a ``state`` from a browser that does not own it, or on
+another connector's callback) leaves the transaction and its cookie to their owner;
+other failures clear the cookie.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ from ..responses import Response, error_response, redirect
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens, Transaction
 from .connector import Connector, TokenEndpointError
-from .idtoken import fetch_userinfo, validate_id_token
+from .idtoken import checked_userinfo, fetch_userinfo, validate_id_token
 from .metadata import Profile
+from .params import VSCHAR, Untouched, check_callback_parameters, unconfigured_issuer
 
 if TYPE_CHECKING:
     from .registry import ConnectorRegistry
@@ -185,35 +189,47 @@ class LoginFlows:
             clear = f"{self.tx_cookie_name(state)}=; Max-Age=0; {self._tx_attributes}"
         try:
             response = yield from self._callback(connector, request, state)
+        except Untouched as exc:  # the owner's transaction and cookie stay (AC-04)
+            clear = None
+            response = self._failed(connector, request, exc)
         except AuthRelayError as exc:
-            code = exc.code if isinstance(exc, CallbackError) else exc.error
-            self.metrics.incr("failures", target=connector.name, flow=code)
-            if isinstance(exc, CallbackError):
-                logger.info("callback_failed connector=%s error=%s", connector.name, code)
-            else:
-                logger.warning("callback_failed connector=%s error=%s", connector.name, code)
-            response = error_response(exc, accept=request.headers.get("accept"))
-            if ("referrer-policy", "no-referrer") not in response.headers:
-                response.headers.append(("referrer-policy", "no-referrer"))
+            response = self._failed(connector, request, exc)
         if clear is not None:
             response.set_cookie(clear)
+        return response
+
+    def _failed(self, connector: Connector, request: AuthRequest, exc: AuthRelayError) -> Response:
+        code = exc.code if isinstance(exc, CallbackError) else exc.error
+        self.metrics.incr("failures", target=connector.name, flow=code)
+        if isinstance(exc, CallbackError):
+            logger.info("callback_failed connector=%s error=%s", connector.name, code)
+        else:
+            logger.warning("callback_failed connector=%s error=%s", connector.name, code)
+        response = error_response(exc, accept=request.headers.get("accept"))
+        if ("referrer-policy", "no-referrer") not in response.headers:
+            response.headers.append(("referrer-policy", "no-referrer"))
         return response
 
     def _transaction(
         self, connector: Connector, request: AuthRequest, state: str | None
     ) -> Flow[Transaction]:
         if len(request.query_string) > _MAX_QUERY:
-            raise CallbackError("invalid_request", "the callback query is too large")
+            raise Untouched("invalid_request", "the callback query is too large")
+        check_callback_parameters(request.query())
         if not state or len(state) > 256:
-            raise CallbackError("invalid_state", "the callback has no usable state parameter")
+            raise Untouched("invalid_state", "the callback has no usable state parameter")
         binding = find_cookie(request.headers.get("cookie", ""), self.tx_cookie_name(state))
-        tx = yield from self.store.take_transaction(state, connector.name)
-        if tx is None:
+        if binding is None:  # AC-04: refused without touching the owner's transaction
+            raise Untouched("invalid_state", "this sign-in was not started in this browser")
+        seen = yield from self.store.peek_transaction(state, connector.name)
+        if seen is None:
+            raise Untouched("invalid_state", "this sign-in is unknown, expired or already used")
+        owned = constant_time_equals(_sha(binding), seen.binding)
+        if not owned or seen.connector != connector.name:
+            raise Untouched("invalid_state", "this sign-in was not started in this browser")
+        tx = yield from self.store.take_transaction(state, connector.name)  # single use
+        if tx is None or not constant_time_equals(tx.binding, seen.binding):
             raise CallbackError("invalid_state", "this sign-in is unknown, expired or already used")
-        if binding is None:
-            raise CallbackError("invalid_state", "this sign-in was not started in this browser")
-        if not constant_time_equals(_sha(binding), tx.binding) or tx.connector != connector.name:
-            raise CallbackError("invalid_state", "this sign-in was not started in this browser")
         if self._clock() - tx.created_at > TRANSACTION_TTL:
             raise CallbackError("invalid_state", "this sign-in has expired; please start again")
         return tx
@@ -227,6 +243,8 @@ class LoginFlows:
         # RFC 9207 §2.4 (MU-01, MU-02): exact comparison, before any token request
         if "iss" in query:
             iss = request.param("iss")
+            if tx.issuer is None and iss is not None:
+                raise unconfigured_issuer(connector.name, iss)
             if iss is None or iss != tx.issuer:
                 raise CallbackError("invalid_issuer", "the response came from another issuer")
         elif endpoints.iss_parameter_supported:
@@ -236,8 +254,8 @@ class LoginFlows:
             reason = error if error in _AUTHZ_ERRORS else "access_denied"
             raise CallbackError(reason, "the identity provider did not authorize the sign-in")
         code = request.param("code")
-        if not code or len(code) > 2048:
-            raise CallbackError("invalid_request", "the callback has no authorization code")
+        if not code or len(code) > 2048 or not VSCHAR.fullmatch(code):  # RFC 6749 §A.11
+            raise CallbackError("invalid_request", "the callback has no valid authorization code")
         try:
             # RFC 6749 §4.1.3; AC-07 the same redirect_uri; AC-08 never retried
             tokens = yield from connector.call_token_endpoint(
@@ -273,11 +291,10 @@ class LoginFlows:
                 max_age=tx.max_age,
                 acr_values=tx.acr_values,
             )
-            if endpoints.userinfo and connector.settings.fetch_userinfo:
-                info = yield from fetch_userinfo(connector, endpoints.userinfo, tokens.access_token)
-                if info.get("sub") != id_claims["sub"]:  # ID-10
-                    logger.warning("userinfo_sub_mismatch connector=%s", connector.name)
-                    raise CallbackError("invalid_id_token", "the user info names another user")
+            if endpoints.userinfo:
+                info = yield from checked_userinfo(
+                    connector, endpoints.userinfo, tokens.access_token, id_claims["sub"]
+                )
         else:
             if endpoints.userinfo is None:
                 raise UpstreamError(
@@ -309,7 +326,8 @@ class LoginFlows:
         if tx.mode == "connect":
             set_cookie = yield from self._finish_connect(connector, request, tx, profile, stored)
         else:
-            set_cookie = yield from self._finish_login(connector, request, profile, stored)
+            hint = tokens.id_token if connector.settings.rp_initiated_logout else None
+            set_cookie = yield from self._finish_login(connector, request, profile, stored, hint)
         routes = self.settings.routes
         target = safe_next(tx.next, routes.after_login, routes.allowed_redirect_origins)  # RD-04
         response = redirect(target, 303, [("referrer-policy", "no-referrer")])  # AC-12
@@ -317,7 +335,12 @@ class LoginFlows:
         return response
 
     def _finish_login(
-        self, connector: Connector, request: AuthRequest, profile: Profile, stored: StoredTokens
+        self,
+        connector: Connector,
+        request: AuthRequest,
+        profile: Profile,
+        stored: StoredTokens,
+        id_token: str | None,
     ) -> Flow[str]:
         link = yield from self.store.find_link(connector.target, profile.sub)
         if link is None:
@@ -338,6 +361,7 @@ class LoginFlows:
             claims=stored_profile or profile.to_dict(),
             created_at=self._clock(),
             provider_session=_provider_session(connector, stored.id_claims),
+            id_token=id_token if connector.kind == "oidc" else None,  # sealed in the store
         )
         old = request.identity.principal.session_id
         cookie, key = yield from self.sessions.create_keyed(record, replaces=old)  # SE-04

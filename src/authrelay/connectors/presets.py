@@ -109,7 +109,7 @@ def _meta(preset_id: str, en: str, ko: str, *, dark: bool = False) -> ConnectorM
         logo=f"connectors/logos/{preset_id}.svg",
         logo_dark=f"connectors/logos/{preset_id}-dark.svg" if dark else None,
         is_standard=False,
-        readme=f"connectors/{preset_id}.md",
+        readme=f"connectors/readmes/{preset_id}.md",
         config_template='client_id = "..."\nclient_secret = "${SECRET}"',
     )
 
@@ -178,7 +178,7 @@ STANDARD_METADATA: Mapping[str, ConnectorMetadata] = {
         description={"en": "Sign in with an OAuth 2.0 provider", "ko": "OAuth 2.0 제공자로 로그인"},
         logo="connectors/logos/oauth2.svg",
         is_standard=True,
-        readme="connectors/oauth2.md",
+        readme="connectors/readmes/oauth2.md",
         config_template='authorization_endpoint = "..."\ntoken_endpoint = "..."\nclient_id = "..."',
     ),
     "oidc": ConnectorMetadata(
@@ -188,7 +188,7 @@ STANDARD_METADATA: Mapping[str, ConnectorMetadata] = {
         description={"en": "Sign in with OpenID Connect", "ko": "OpenID Connect로 로그인"},
         logo="connectors/logos/oidc.svg",
         is_standard=True,
-        readme="connectors/oidc.md",
+        readme="connectors/readmes/oidc.md",
         config_template='issuer = "https://idp.example"\nclient_id = "..."',
     ),
 }

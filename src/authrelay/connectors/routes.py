@@ -8,15 +8,15 @@ Defends against:
   present the session's CSRF token (``csrf_token`` form field or ``X-CSRF-Token``);
 - sessions surviving logout (SE-06, RV-01, RV-02): local state first (session record
   and stored tokens deleted), then best-effort RFC 7009 revocation of the refresh and
-  access tokens, then RP-initiated logout for OIDC providers; the cookie is cleared
-  with its own attributes and ``Max-Age=0``;
+  access tokens, then RP-initiated logout for OIDC providers (:mod:`.rplogout`); the
+  cookie is cleared with its own attributes and ``Max-Age=0``;
 - a provider that holds up logouts (RV-02, RV-03): one revocation attempt per token
   during the request, bounded by a short timeout; a 503 (after its ``Retry-After``) or
   no answer is retried after the response by a background follow-up, at most
   :data:`REVOKE_RETRIES` times; ``unsupported_token_type`` is logged at INFO and not
   retried; the logout succeeds whatever the provider does;
 - token leaks through ``/me`` (INV-1): it lists linked connectors and scopes, never a
-  token; nothing here puts an ID token in a URL.
+  token; nothing here puts an ID token in a URL or a JSON body.
 
 Route matching uses the path the shell got from the server (TR-04), never a URL
 rebuilt from ``Host``.
@@ -28,20 +28,23 @@ import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from .. import _io
 from .._crypto import constant_time_equals
 from .._io import Flow
-from ..responses import Response, json_response, redirect, wants_html
+from ..errors import CallbackError
+from ..responses import Response, error_response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
+from .assets import ASSET_ROUTES, asset_url, serve_asset
 from .backchannel import LogoutTokenRejected, validate_logout_token
 from .connector import Connector
 from .login import LoginFlows
 from .metadata import best_locale_text
+from .rplogout import ProviderLogout
 
 if TYPE_CHECKING:
     from .registry import ConnectorRegistry
@@ -79,12 +82,20 @@ class ConnectorRoutes:
         self.relay = registry.relay
         self.settings = registry.relay.settings
         self.flows = LoginFlows(registry)
+        self.provider_logout = ProviderLogout(registry)
 
     def __repr__(self) -> str:
         return f"ConnectorRoutes(prefix={self.settings.routes.prefix!r})"
 
     def handle(self, request: AuthRequest) -> Flow[Response]:
         """The response for a request under the prefix (a flow)."""
+        try:
+            request.query()
+        except ValueError:  # more than 64 parameters (parse_qsl's max_num_fields)
+            too_many = CallbackError("invalid_request", "the request has too many parameters")
+            response = error_response(too_many, accept=request.headers.get("accept"))
+            response.headers.append(("referrer-policy", "no-referrer"))
+            return response
         path = request.path
         if path == "/connectors":
             return self._only_get(request) or self.list_connectors(request)
@@ -92,7 +103,15 @@ class ConnectorRoutes:
             return self._only_get(request) or (yield from self.me(request))
         if path == "/logout":
             return (yield from self.logout(request))
+        if path == "/logout/provider":
+            return self._only_get(request) or (yield from self.provider_logout.to_provider(request))
+        if path == "/logout/callback":
+            return self._only_get(request) or self.provider_logout.returned(request)
         parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "connectors" and parts[2] in ASSET_ROUTES:
+            known = self.registry.get(parts[1])
+            if known is not None:
+                return self._only_get(request) or serve_asset(known.metadata, parts[2], request)
         if len(parts) == 2:
             connector = self.registry.get(parts[0])
             action = parts[1]
@@ -155,7 +174,14 @@ class ConnectorRoutes:
 
     def list_connectors(self, request: AuthRequest) -> Response:
         """JSON for login pages, in the caller's best ``Accept-Language``."""
-        language = request.headers.get("accept-language")
+        items = self.connector_items(request.headers.get("accept-language"))
+        response = json_response({"connectors": items})
+        response.headers.append(("vary", "Accept-Language"))
+        return response
+
+    def connector_items(self, language: str | None) -> list[dict[str, Any]]:
+        """What ``GET {prefix}/connectors`` lists, for ``language`` (an Accept-Language)."""
+        prefix = self.settings.routes.prefix
         items = []
         for name, connector in self.registry.connectors.items():
             meta = connector.metadata
@@ -168,14 +194,13 @@ class ConnectorRoutes:
                     "platform": meta.platform,
                     "name": best_locale_text(meta.name, language) or name,
                     "description": best_locale_text(meta.description, language),
-                    "logo": meta.logo,
-                    "logo_dark": meta.logo_dark,
-                    "login_url": f"{self.settings.routes.prefix}/{name}/login",
+                    "logo": asset_url(prefix, name, meta, "logo"),
+                    "logo_dark": asset_url(prefix, name, meta, "logo-dark"),
+                    "readme": asset_url(prefix, name, meta, "readme"),
+                    "login_url": f"{prefix}/{name}/login",
                 }
             )
-        response = json_response({"connectors": items})
-        response.headers.append(("vary", "Accept-Language"))
-        return response
+        return items
 
     def me(self, request: AuthRequest) -> Flow[Response]:
         """The principal and linked connectors (no tokens)."""
@@ -235,9 +260,11 @@ class ConnectorRoutes:
             return json_response({"error": "forbidden"}, 403)
         principal = request.identity.principal
         end_session: str | None = None
+        bound: str | None = None
         revoked: list[tuple[Connector, StoredTokens]] = []
         if principal.kind == "session" and principal.session_id is not None:
             user = principal.subject or ""
+            session = yield from self.relay.sessions.load(principal.session_id)
             records = yield from self.registry.store.list_tokens(user, self.registry.issuers())
             for record in records:  # RV-02: local state first
                 yield from self.registry.store.delete_tokens(user, record.connector)
@@ -253,35 +280,19 @@ class ConnectorRoutes:
                     self.registry.background.start, ("revocation", lambda: self.revoke_later(later))
                 )
             session_connector = self.registry.get(principal.connector or "")
-            if session_connector is not None:
-                end_session = yield from self._end_session_url(session_connector)
+            if session_connector is not None:  # RP-initiated logout, see .rplogout
+                hint = session.id_token if session is not None else None
+                bound = yield from self.provider_logout.start(session_connector, hint)
+                end_session = self.provider_logout.provider_path if bound else None
         after = self.settings.routes.after_logout
         if wants_html(request.headers.get("accept")):
             response = redirect(end_session or after, 303)
         else:
             response = json_response({"logged_out": True, "redirect": end_session or after})
         response.set_cookie(self.relay.sessions.clear_cookie())
+        if bound is not None:
+            response.set_cookie(bound)
         return response
-
-    def _end_session_url(self, connector: Connector) -> Flow[str | None]:
-        if connector.kind != "oidc" or not connector.settings.rp_initiated_logout:
-            return None
-        try:
-            endpoints = yield from connector.endpoints()
-        except Exception:  # logout goes on without the provider
-            logger.warning("end_session_discovery_failed connector=%s", connector.name)
-            return None
-        if endpoints.end_session is None:
-            return None
-        # OIDC RP-Initiated Logout §2; no id_token_hint: an ID token never goes in a URL
-        params = {"client_id": connector.client_id}
-        base = self.settings.public_base_url
-        if base is not None:
-            params["post_logout_redirect_uri"] = (
-                base.rstrip("/") + self.settings.routes.after_logout
-            )
-        separator = "&" if "?" in endpoints.end_session else "?"
-        return endpoints.end_session + separator + urlencode(params)
 
     def _revoke_all(
         self, connector: Connector, record: StoredTokens

@@ -72,7 +72,11 @@ class _Pages:
             f'<span class="pair"><kbd>{_e(user)}</kbd> / <kbd>{_e(password)}</kbd></span>'
             for user, password in self.page.accounts
         )
-        body = self.signin_template.substitute(accounts=accounts, prefix=_e(self.prefix))
+        body = self.signin_template.substitute(
+            accounts=accounts,
+            prefix=_e(self.prefix),
+            connectors=self._connector_list(request.headers.get("accept-language")),
+        )
         return HTMLResponse(body, headers=_NO_STORE)
 
     async def home(self, request: Request) -> Response:
@@ -91,6 +95,26 @@ class _Pages:
             csrf_token=_e(self._csrf(principal)),
         )
         return HTMLResponse(body, headers=_NO_STORE)
+
+    def _connector_list(self, language: str | None) -> str:
+        """The sign-in list, also without script (``signin.js`` rebuilds it the same way)."""
+        registry = getattr(self.relay, "connectors", None)
+        if registry is None:
+            return '<li class="muted">No connectors.</li>'
+        items = []
+        for c in registry.routes.connector_items(language):
+            dark = c["logo_dark"]
+            source = (
+                f'<source media="(prefers-color-scheme: dark)" srcset="{_e(dark)}">' if dark else ""
+            )
+            items.append(
+                f'<li><a class="connector" id="connector-{_e(c["id"])}" '
+                f'href="{_e(c["login_url"])}?next=%2F"><picture>{source}'
+                f'<img src="{_e(c["logo"] or "")}" alt="" width="32" height="32"></picture>'
+                f"<span><strong>{_e(c['name'])}</strong>"
+                f"<small>{_e(c['description'] or '')}</small></span></a></li>"
+            )
+        return "".join(items)
 
     def _csrf(self, principal: Principal) -> str:
         registry = getattr(self.relay, "connectors", None)

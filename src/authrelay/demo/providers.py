@@ -106,7 +106,7 @@ def make_provider(
         client_id=client_id,
         client_secret=client_secret,
         redirect_uris=[f"{app_url}/auth/{connector}/callback"],
-        post_logout_redirect_uris=[f"{app_url}/"],
+        post_logout_redirect_uris=[f"{app_url}/", f"{app_url}/auth/logout/callback"],
     )
     return IdentityProvider(
         issuer=issuer,

@@ -58,6 +58,9 @@ class SessionRecord:
     created_at: float = 0.0
     provider_session: tuple[str, str, str | None] | None = None
     """``(iss, sub, sid)`` of the provider sign-in it came from (back-channel logout)."""
+    id_token: str | None = field(default=None, repr=False)
+    """The ID token of that sign-in, the ``id_token_hint`` of RP-initiated logout. It lives
+    only here, in the sealed record, never in the cookie (INV-1)."""
 
     def to_json(self) -> bytes:
         """Serialize for sealing."""
@@ -70,6 +73,8 @@ class SessionRecord:
         }
         if self.provider_session is not None:
             data["op"] = list(self.provider_session)
+        if self.id_token is not None:
+            data["idt"] = self.id_token
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -88,6 +93,7 @@ class SessionRecord:
                 if isinstance(origin, list) and len(origin) == 3
                 else None
             ),
+            id_token=data["idt"] if isinstance(data.get("idt"), str) else None,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
 from .core import check_credentials
@@ -55,8 +55,11 @@ class ConnectorSettings(Section):
     """False: the profile is stored at first sign-in only; True: refreshed at every sign-in."""
     discovery: bool = True
     """OIDC: read endpoints from the issuer's discovery document (else give them all)."""
-    fetch_userinfo: bool = True
-    """OIDC: also call the UserInfo endpoint at sign-in when there is one (ID-10)."""
+    fetch_userinfo: Literal["auto", "required", "never"] = "auto"
+    """OIDC: ``auto`` calls UserInfo when there is one and, if it refuses or fails, signs in
+    from the validated ID token (OIDC Core §5.3 makes UserInfo optional); ``required`` makes
+    its failure fail the sign-in; ``never`` skips it. ``true`` / ``false`` mean ``auto`` /
+    ``never``."""
     userinfo_mapping: dict[str, str] = {}
     """OAuth 2.0: profile field → user-info member (``{"sub": "id", "name": "login"}``)."""
     trusted_audiences: list[str] = []
@@ -73,9 +76,20 @@ class ConnectorSettings(Section):
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
     rp_initiated_logout: bool = True
     """OIDC: send the browser to the provider's ``end_session_endpoint`` at logout."""
+    end_session_method: Literal["get", "post"] = "get"
+    """How the browser carries the end-session request (with ``id_token_hint``) to the
+    provider: ``get`` (every provider; oidc-provider accepts only GET by default) or
+    ``post`` (keeps the ID token out of the provider's URLs and logs)."""
     backchannel_logout: bool = True
     """OIDC: accept logout tokens at ``{prefix}/{name}/backchannel-logout`` (Back-Channel
     Logout 1.0) and end the sessions they name."""
+
+    @field_validator("fetch_userinfo", mode="before")
+    @classmethod
+    def _userinfo_flag(cls, value: object) -> object:
+        if value is True:
+            return "auto"
+        return "never" if value is False else value
 
     @model_validator(mode="after")
     def _kind(self) -> ConnectorSettings:

@@ -245,6 +245,22 @@ class TokenStore:
         written = yield from self._write(key, tx.to_json(), aad, expected_version=0, ttl=ttl)
         return written is not None
 
+    def peek_transaction(self, state: str, connector: str) -> Flow[Transaction | None]:
+        """Read the transaction for ``state`` without consuming it (None: unknown, or minted
+        for another connector), so a callback from a browser that does not own it can be
+        refused while the owner can still finish (AC-04)."""
+        key = self._tx_key(state)
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
+        if stored is None:
+            return None
+        plain = self._open(key, stored, self._aad("tx", "", None, connector))
+        if plain is None:
+            return None
+        try:
+            return Transaction.from_json(plain)
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def take_transaction(self, state: str, connector: str) -> Flow[Transaction | None]:
         """Consume the transaction for ``state``: a second take gets None (AC-04)."""
         key = self._tx_key(state)
@@ -262,6 +278,35 @@ class TokenStore:
             return Transaction.from_json(plain)
         except (ValueError, KeyError, TypeError):
             return None
+
+    # -- RP-initiated logout: what the browser carries to the provider (single use) -------
+
+    def put_logout_request(self, state: str, data: Mapping[str, str], *, ttl: float) -> Flow[bool]:
+        """Keep the fields of an end-session request under its ``state`` until the browser
+        that logged out collects them."""
+        key = f"{self._prefix}rplogout:{hashlib.sha256(state.encode()).hexdigest()}"
+        plain = json.dumps(dict(data), separators=(",", ":")).encode()
+        aad = self._aad("logout", "rp", None, "")
+        written = yield from self._write(key, plain, aad, expected_version=0, ttl=ttl)
+        return written is not None
+
+    def take_logout_request(self, state: str) -> Flow[dict[str, str] | None]:
+        """The fields stored under ``state``, once."""
+        key = f"{self._prefix}rplogout:{hashlib.sha256(state.encode()).hexdigest()}"
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (key,))
+        if stored is None:
+            return None
+        deleted: bool = yield StoreOp("delete", (key,), {"expected_version": stored[1]})
+        plain = self._open(key, stored, self._aad("logout", "rp", None, "")) if deleted else None
+        if plain is None:
+            return None
+        try:
+            data = json.loads(plain)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return {str(k): str(v) for k, v in data.items()}
 
     # -- back-channel logout: provider sessions → our sessions ----------------------------
 

@@ -1,7 +1,15 @@
 // A certified OpenID Provider (panva/oidc-provider) for authrelay's interop tests.
 //
-// Usage: node server.mjs [--port N] [--issuer URL] [--config FILE]
-//   or the environment: OP_PORT, OP_ISSUER, OP_CONFIG (a path to a JSON file).
+// Usage: node server.mjs [--port N] [--issuer URL] [--config FILE] [--profile NAME]
+//   or the environment: OP_PORT, OP_ISSUER, OP_CONFIG (a path to a JSON file), OP_PROFILE.
+//
+// Profiles (the JSON "profile" member, overridden by --profile / OP_PROFILE):
+//   "default"          access tokens of a code flow without `resource` are opaque and
+//                      good for UserInfo;
+//   "resource-server"  resource indicators with a default resource for the relying party
+//                      (the JSON "default_resource", else the first JWT resource): a code
+//                      flow without `resource` gets an RFC 9068 JWT access token for that
+//                      API, which UserInfo refuses, as many certified deployments do.
 //
 // The JSON configuration written by tests/interop/conftest.py:
 //   {
@@ -47,6 +55,7 @@ const { values: argv } = parseArgs({
     port: { type: 'string' },
     issuer: { type: 'string' },
     config: { type: 'string' },
+    profile: { type: 'string' },
   },
 });
 
@@ -74,6 +83,17 @@ const resources = config.resources ?? {
 };
 
 const ACCESS_TOKEN_TTL = 300;
+
+const profile = argv.profile ?? process.env.OP_PROFILE ?? config.profile ?? 'default';
+const PROFILES = ['default', 'resource-server'];
+if (!PROFILES.includes(profile)) {
+  console.error(`server.mjs: unknown profile ${profile} (one of ${PROFILES.join(', ')})`);
+  process.exit(2);
+}
+const defaultResourceOf = profile === 'resource-server'
+  ? config.default_resource
+    ?? Object.keys(resources).find((key) => resources[key].format === 'jwt')
+  : undefined;
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = {
@@ -141,7 +161,10 @@ const provider = new Provider(issuer, {
     },
     resourceIndicators: {
       enabled: true,
-      defaultResource: async (_ctx, _client, oneOf) => oneOf,
+      // "resource-server": the relying party's tokens are for its API unless it asks
+      // for another resource; "default": no resource, an opaque UserInfo token.
+      defaultResource: async (_ctx, client, oneOf) => oneOf
+        ?? (client?.clientId === api.client_id ? undefined : defaultResourceOf),
       useGrantedResource: async () => true,
       async getResourceServerInfo(_ctx, resourceIndicator) {
         const resource = resources[resourceIndicator];
