@@ -21,7 +21,7 @@ from authrelay.redirects import is_safe_next, safe_next
     [
         "/",
         "/path?x=1#frag",
-        "/a/b%20c",
+        "/a/b?q=c%20d",
     ],
 )
 def test_rd01_same_origin_relative_paths_are_kept(value: str) -> None:
@@ -45,6 +45,10 @@ def test_rd01_same_origin_relative_paths_are_kept(value: str) -> None:
         "javascript:alert(1)",
         "/" + "a" * 2048,
         "/%ff%fe",
+        "/a/b%20c",  # RD-06: a path that percent-decoding changes
+        "/.%2e/evil.example",
+        "/.//evil.example",
+        "/\uff0fevil.example",
     ],
 )
 def test_rd01_rd02_rd05_unsafe_next_falls_back(value: str) -> None:
