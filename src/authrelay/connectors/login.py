@@ -171,7 +171,11 @@ class LoginFlows:
                 claims = {"id_token": {"acr": {"essential": True, "values": acr_values}}}
                 params["claims"] = json.dumps(claims, separators=(",", ":"))
         separator = "&" if "?" in endpoints.authorization else "?"
-        response = redirect(endpoints.authorization + separator + urlencode(params), 302)
+        response = redirect(
+            endpoints.authorization + separator + urlencode(params),
+            302,
+            [("referrer-policy", "no-referrer")],  # HD-01: the provider never sees our URL
+        )
         response.set_cookie(self._tx_cookie(state, binding, TRANSACTION_TTL))
         return response
 
