@@ -8,7 +8,7 @@ blanks (CVE-2023-24329), suffix-matched allowlists (CVE-2021-21291), encoded sla
 dots (``/%2f/``, ``/.%2e/``), dot segments (``/.//evil``), and Unicode look-alikes of
 ``/`` and ``.`` (U+FF0F, U+2215, U+3002) that a browser or a proxy may fold.
 
-Rules (RD-01..RD-06): the **raw** value is checked before any parsing and must be plain
+Rules (RD-01..RD-05): the **raw** value is checked before any parsing and must be plain
 URI characters (RFC 3986: printable ASCII, no blank, ``\\``, ``"``, ``<``, ``>``, ``^``,
 `````, ``{``, ``|``, ``}``); its path must be a plain absolute path that percent-decoding
 once and resolving dot segments leave unchanged (so no ``%`` and no ``.``/``..``
@@ -132,7 +132,7 @@ def _allowed_absolute(value: str, allowed_origins: Iterable[str]) -> bool:
 
 
 def is_safe_next(value: str, allowed_origins: Iterable[str] = ()) -> bool:
-    """True if ``value`` may be used as a redirect target (RD-01, RD-02, RD-05, RD-06)."""
+    """True if ``value`` may be used as a redirect target (RD-01, RD-02, RD-05)."""
     # RD-02: every check below runs on the raw string before urllib sees it.
     if not value or len(value) > _MAX_BYTES or not value.isascii():
         return False

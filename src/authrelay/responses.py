@@ -3,8 +3,8 @@
 Every response authrelay produces carries ``Cache-Control: no-store`` and
 ``X-Content-Type-Options: nosniff``; one that sets or clears the session cookie also
 carries ``Vary: Cookie`` (SE-08); HTML pages carry a ``Content-Security-Policy`` that
-allows nothing but their own inline style (HD-01). Bodies never echo a token, a claim or
-a third-party exception text (BR-05), and text in HTML is always escaped.
+allows nothing but their own inline style. Bodies never echo a token, a claim or a
+third-party exception text (BR-05), and text in HTML is always escaped.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ _HTML_CSP = (
     f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'none'",
 )
-"""HD-01: nothing loads, nothing frames the page; only its own inline style applies."""
+"""Nothing loads, nothing frames the page; only its own inline style applies."""
 
 
 @dataclass(slots=True)

@@ -45,7 +45,7 @@ def test_rd01_same_origin_relative_paths_are_kept(value: str) -> None:
         "javascript:alert(1)",
         "/" + "a" * 2048,
         "/%ff%fe",
-        "/a/b%20c",  # RD-06: a path that percent-decoding changes
+        "/a/b%20c",  # RD-01: a path that percent-decoding changes
         "/.%2e/evil.example",
         "/.//evil.example",
         "/\uff0fevil.example",

@@ -1,4 +1,4 @@
-"""HD-01: headers on authrelay's own responses, under ASGI and WSGI. Every one carries
+"""Headers on authrelay's own responses, under ASGI and WSGI. Every one carries
 ``X-Content-Type-Options: nosniff``; login and callback redirects carry
 ``Referrer-Policy: no-referrer``; HTML pages carry a CSP that allows nothing but their
 own inline style, and a provider's error text is shown only as escaped text."""
@@ -63,7 +63,7 @@ def _own_responses(app: App) -> list[tuple[str, httpx.Response]]:
     ]
 
 
-def test_hd01_every_own_response_is_nosniff(idp: IdentityProvider, shell: str) -> None:
+def test_headers_every_own_response_is_nosniff(idp: IdentityProvider, shell: str) -> None:
     with _serve(idp, shell) as app:
         for what, response in _own_responses(app):
             assert response.status_code < 500, what
@@ -72,7 +72,7 @@ def test_hd01_every_own_response_is_nosniff(idp: IdentityProvider, shell: str) -
                 _assert_html_page(response)
 
 
-def test_hd01_login_and_callback_redirects_send_no_referrer(
+def test_ac12_headers_login_and_callback_redirects_send_no_referrer(
     idp: IdentityProvider, shell: str
 ) -> None:
     with _serve(idp, shell) as app:
@@ -84,7 +84,7 @@ def test_hd01_login_and_callback_redirects_send_no_referrer(
             assert response.headers["referrer-policy"] == "no-referrer"
 
 
-def test_hd01_provider_error_text_is_never_reflected_as_html(
+def test_headers_provider_error_text_is_never_reflected_as_html(
     idp: IdentityProvider, shell: str
 ) -> None:
     with _serve(idp, shell) as app:

@@ -174,7 +174,7 @@ class LoginFlows:
         response = redirect(
             endpoints.authorization + separator + urlencode(params),
             302,
-            [("referrer-policy", "no-referrer")],  # HD-01: the provider never sees our URL
+            [("referrer-policy", "no-referrer")],  # the provider never sees our URL
         )
         cookies = request.headers.get("cookie", "")
         response.set_cookie(self._preauth.add(cookies, state, binding, TRANSACTION_TTL))
