@@ -143,7 +143,7 @@ class AuthRelayWSGIMiddleware:
             error,
             accept=environ.get("HTTP_ACCEPT"),
             login_url=self.relay.login_url(),
-            path=environ.get("PATH_INFO", "/"),
+            path=_text_path(environ.get("PATH_INFO", "/")),
         )
 
     def _route(self, environ: Environ, path: str, resolution: Resolution) -> Response:
@@ -180,6 +180,14 @@ class AuthRelayWSGIMiddleware:
         if resolution.private:
             response.vary_cookie()
         return response
+
+
+def _text_path(path: str) -> str:
+    """PEP 3333 ``PATH_INFO`` (bytes as latin-1) as the text the ASGI shell sees."""
+    try:
+        return path.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it
+        return path
 
 
 def _split_authorization(value: str) -> list[str]:

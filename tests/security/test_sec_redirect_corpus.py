@@ -9,16 +9,22 @@ import string
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sec_helpers import App, base_settings, oidc_connector, serve_app
 
-from authrelay import Settings
+from asgi_lifespan import answer_lifespan
+from authrelay import AuthRelayMiddleware, Relay, Settings
+from authrelay._types import Receive, Scope, Send
+from authrelay.errors import MissingCredentials
 from authrelay.redirects import normalize_path, safe_next
-from authrelay.testing import IdentityProvider
+from authrelay.testing import IdentityProvider, serve_asgi
+from authrelay.testing.servers import serve_wsgi
+from authrelay.wsgi import AuthRelayWSGIMiddleware
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "open_redirect_payloads.json").read_text())
 PAYLOADS: list[str] = [p for family in CORPUS["families"].values() for p in family]
@@ -171,3 +177,53 @@ def apps_for_generated(idp: IdentityProvider) -> Iterator[dict[str, App]]:
     """Both shells, served once for all generated examples."""
     with _both_shells(idp) as apps:
         yield apps
+
+
+# -- the way in: the login redirect and the login query ----------------------------------
+
+
+async def _asgi_needs_login(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await answer_lifespan(receive, send)
+        return
+    raise MissingCredentials()
+
+
+def _wsgi_needs_login(environ: dict[str, object], start_response: object) -> list[bytes]:
+    raise MissingCredentials()
+
+
+@pytest.mark.parametrize("path", ["/caf%C3%A9/x", "/%EF%BC%8Fevil.test", "/a%2F%2Fevil.test"])
+def test_rd01_login_redirect_and_its_next_agree_in_both_shells(
+    idp: IdentityProvider, path: str
+) -> None:
+    relay = Relay(_settings(idp)("http://127.0.0.1"))
+    try:
+        locations = []
+        with serve_asgi(AuthRelayMiddleware(_asgi_needs_login, relay=relay)) as asgi_url:
+            locations.append(httpx.get(asgi_url + path, headers={"accept": "text/html"}))
+        with serve_wsgi(AuthRelayWSGIMiddleware(_wsgi_needs_login, relay=relay)) as wsgi_url:
+            locations.append(httpx.get(wsgi_url + path, headers={"accept": "text/html"}))
+    finally:
+        relay.close()
+    assert [r.status_code for r in locations] == [302, 302]
+    assert locations[0].headers["location"] == locations[1].headers["location"]
+    next_value = parse_qs(urlsplit(locations[0].headers["location"]).query)["next"][0]
+    with _both_shells(idp) as apps:
+        seen = {shell: _landing(app, next_value) for shell, app in apps.items()}
+        assert seen["asgi"] == seen["wsgi"] == (303, safe_next(next_value, FALLBACK))
+        assert_safe_location(seen["asgi"][1], apps["asgi"].base, next_value)
+
+
+def test_inv2_a_login_query_with_too_many_fields_is_a_clear_400_in_both_shells(
+    idp: IdentityProvider,
+) -> None:
+    query = "&".join(f"f{n}=1" for n in range(80)) + "&next=/x"
+    with _both_shells(idp) as apps:
+        for action in ("login", "callback"):
+            answers = [
+                app.client.get(f"{app.base}/auth/idp/{action}?{query}") for app in apps.values()
+            ]
+            assert [a.status_code for a in answers] == [400, 400]
+            assert answers[0].json() == answers[1].json()
+            assert answers[0].json()["error"] == "invalid_request"
