@@ -4,15 +4,22 @@ until the browser is locked out; the callback errors stay precise. ASGI and WSGI
 
 from __future__ import annotations
 
+import logging
+import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sec_helpers import App, base_settings, oidc_connector, serve_app
 
 from authrelay import Settings
 from authrelay.connectors.preauth import MAX_PENDING
 from authrelay.testing import IdentityProvider
+
+_VISIBLE = "".join(c for c in string.printable[:94] if c not in ';,"\\')
 
 
 def _settings(idp: IdentityProvider) -> Callable[[str], Settings]:
@@ -85,3 +92,65 @@ def test_ac04_a_tampered_preauth_cookie_is_refused_without_a_500(
         value = app.client.cookies["authrelay-tx"]
         done = raw.get(callback, headers={"cookie": f"authrelay-tx={value}"})
         assert done.status_code == 303
+
+
+_MUTATIONS = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10_000), st.integers(0, 5)),
+    st.tuples(st.just("truncate"), st.integers(0, 10_000), st.just(0)),
+    st.tuples(st.just("append"), st.text(_VISIBLE, min_size=1, max_size=40), st.just(0)),
+    st.tuples(st.just("reencode"), st.sampled_from(["upper", "pad", "quote", "pct"]), st.just(0)),
+)
+
+
+def _mutate(value: str, mutation: tuple[str, object, int]) -> str:
+    kind, arg, bit = mutation
+    if kind == "flip":
+        at = int(str(arg)) % len(value)
+        flipped = chr(ord(value[at]) ^ (1 << bit))
+        if not (0x21 <= ord(flipped) <= 0x7E) or flipped in ';,"\\':
+            flipped = "A" if value[at] != "A" else "B"
+        return value[:at] + flipped + value[at + 1 :]
+    if kind == "truncate":
+        return value[: int(str(arg)) % len(value)]
+    if kind == "append":
+        return value + str(arg)
+    return {
+        "upper": value.upper(),
+        "pad": value + "==",
+        "quote": f'"{value}',
+        "pct": value.replace("-", "%2D").replace("_", "%5F").replace(".", "%2E"),
+    }[str(arg)]
+
+
+@pytest.fixture
+def served_app(idp: IdentityProvider, shell: str) -> Iterator[App]:
+    """One served app per shell for all examples."""
+    with serve_app(_settings(idp), shell=shell) as app:
+        yield app
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(mutation=_MUTATIONS)
+def test_ac04_inv1_inv2_mutated_preauth_cookies_are_refused(
+    served_app: App, mutation: tuple[str, object, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = served_app
+    app.client.cookies.clear()  # one pending sign-in: every mutation touches its entry
+    callback = app.authorize()
+    value = app.client.cookies["authrelay-tx"]
+    mutated = _mutate(value, mutation)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="authrelay"), httpx.Client() as other:
+        answer = other.get(callback, headers={"cookie": f"authrelay-tx={mutated}"})
+    assert answer.status_code in (303, 400), answer.status_code  # INV-2
+    if mutated != value:
+        assert answer.status_code == 400
+        assert answer.json()["error"] == "invalid_state"
+    binding = value.split(".")[0][16:]
+    seen = "\n".join(f"{k}: {v}" for k, v in answer.headers.multi_items()) + answer.text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert binding not in seen and binding not in logged  # INV-1
