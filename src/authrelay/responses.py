@@ -40,6 +40,7 @@ __all__ = [
 _NO_STORE = ("cache-control", "no-store")
 _NOSNIFF = ("x-content-type-options", "nosniff")
 _PRIVATE = ("cache-control", "private")
+_NO_REFERRER = ("referrer-policy", "no-referrer")
 _VARY_COOKIE = ("vary", "Cookie")
 _STYLE = "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:40rem}"
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
@@ -183,7 +184,7 @@ def error_response(
     body: dict[str, object] = {"error": error.error}
     if isinstance(error, MissingCredentials):
         if browser and login_url:
-            return redirect(f"{login_url}?next={quote(path, safe='/')}", 302)
+            return redirect(f"{login_url}?next={quote(path, safe='/')}", 302, [_NO_REFERRER])
         headers.append(("www-authenticate", f'Bearer realm="{realm}"'))  # RFC 6750 §3.1
     elif isinstance(error, MalformedCredentials):
         headers.append(("www-authenticate", 'Bearer error="invalid_request"'))
@@ -193,7 +194,7 @@ def error_response(
         if error.login_url:
             body["login_url"] = error.login_url
             if browser:
-                return redirect(error.login_url, 302)
+                return redirect(error.login_url, 302, [_NO_REFERRER])
         if isinstance(error, ConsentRequired) and error.scopes:
             scope = " ".join(error.scopes)
             headers.append(

@@ -207,6 +207,9 @@ def test_rd01_login_redirect_and_its_next_agree_in_both_shells(
     finally:
         relay.close()
     assert [r.status_code for r in locations] == [302, 302]
+    for response in locations:
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-content-type-options"] == "nosniff"
     assert locations[0].headers["location"] == locations[1].headers["location"]
     next_value = parse_qs(urlsplit(locations[0].headers["location"]).query)["next"][0]
     with _both_shells(idp) as apps:
