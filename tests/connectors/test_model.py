@@ -65,6 +65,17 @@ def test_rd01_absolute_urls_only_for_exact_allowed_origins() -> None:
     assert not is_safe_next("https://app.example.evil/", allowed)
     assert not is_safe_next("https://user@app.example/", allowed)
     assert not is_safe_next("http://app.example/", allowed)
+    assert is_safe_next("https://APP.example/x?q=a%20b", allowed)
+    for value in (
+        "https://app.example/.%2e/x",
+        "https://app.example//evil.example",
+        "https://app.example:443@evil.example/",
+        "https://app.example\\@evil.example/",
+        "https://app.example/\uff0fevil.example",
+        "https://app.example%2eevil.example/",
+        "https://app.example /",
+    ):
+        assert not is_safe_next(value, allowed), value
 
 
 def test_presets_have_metadata_in_english_and_korean() -> None:
