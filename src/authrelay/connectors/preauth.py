@@ -38,17 +38,14 @@ class PreAuthCookie:
         self._attributes = attributes
 
     def entries(self, cookie_header: str) -> list[str]:
-        """The well-formed entries of the request's cookie, newest first, at most ten."""
+        """The entries of the request's cookie, newest first; none if it is malformed."""
         value = find_cookie(cookie_header, self.name)
         if not value:
             return []
-        found: list[str] = []
-        tags: set[str] = set()
-        for entry in value.split(".", MAX_PENDING)[:MAX_PENDING]:
-            if _ENTRY.fullmatch(entry) and entry[:_TAG] not in tags:
-                tags.add(entry[:_TAG])
-                found.append(entry)
-        return found
+        entries = value.split(".")
+        if len(entries) > MAX_PENDING or not all(_ENTRY.fullmatch(e) for e in entries):
+            return []  # strict: only what authrelay wrote, or nothing
+        return entries
 
     @staticmethod
     def binding(entries: list[str], state: str) -> str | None:
