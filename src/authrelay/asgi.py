@@ -10,7 +10,7 @@ closed when the server shuts down (``lifespan.shutdown``) or on :meth:`aclose`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .errors import AuthRelayError
@@ -26,6 +26,9 @@ __all__ = ["AuthRelayMiddleware"]
 logger = logging.getLogger("authrelay.asgi")
 
 _MAX_BODY = 64 * 1024
+_NO_STORE = (b"cache-control", b"no-store")
+_PRIVATE = (b"cache-control", b"private")
+_VARY_COOKIE = (b"vary", b"Cookie")
 ErrorHandler = Callable[[Scope, AuthRelayError], Response | None]
 
 
@@ -125,9 +128,8 @@ class AuthRelayMiddleware:
                 principal, resolution.credentials, asynchronous=True
             )
         scope["authrelay"] = self.relay
-        set_cookie = resolution.set_cookie
-        if set_cookie is not None:
-            send = _adding_cookie(send, set_cookie)
+        if resolution.private:
+            send = _private(send, resolution.set_cookie)
         try:
             await self.app(scope, receive, send)
         except AuthRelayError as exc:
@@ -190,6 +192,8 @@ class AuthRelayMiddleware:
             response = await self.relay.async_driver.run(self.relay.handle_route(request))
         except AuthRelayError as exc:
             response = error_response(exc, accept=headers.get("accept"), path=scope["path"])
+        if resolution.private:
+            response.vary_cookie()
         await _send_response(send, response)
 
     def _watch_lifespan(self, receive: Receive) -> Receive:
@@ -209,19 +213,42 @@ class AuthRelayMiddleware:
         await self.relay.aclose()
 
 
-def _adding_cookie(send: Send, set_cookie: str) -> Send:
-    cookie = set_cookie.encode("latin-1")
+def _private(send: Send, set_cookie: str | None) -> Send:
+    """``send`` for an answer that depended on the session cookie (SE-08)."""
+    cookie = None if set_cookie is None else set_cookie.encode("latin-1")
 
-    async def send_with_cookie(message: Message) -> None:
+    async def send_private(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))
-            headers.append((b"set-cookie", cookie))
-            headers.append((b"vary", b"Cookie"))
-            headers.append((b"cache-control", b"no-store"))  # SE-08
-            message["headers"] = headers
+            message["headers"] = _private_headers(message.get("headers", ()), cookie)
         await send(message)
 
-    return send_with_cookie
+    return send_private
+
+
+def _private_headers(
+    headers: Iterable[tuple[bytes, bytes]], cookie: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """:func:`authrelay.responses.private_headers` on ASGI byte pairs."""
+    out: list[tuple[bytes, bytes]] = []
+    vary = cache = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"vary" and not vary:
+            vary = True
+            items = [item.strip().lower() for item in value.split(b",")]
+            if b"cookie" not in items and b"*" not in items:
+                value = value + b", Cookie" if value.strip() else b"Cookie"
+        elif lower == b"cache-control":
+            cache = True
+        out.append((name, value))
+    if cookie is not None:
+        out.append((b"set-cookie", cookie))
+        out.append(_NO_STORE)
+    elif not cache:
+        out.append(_PRIVATE)
+    if not vary:
+        out.append(_VARY_COOKIE)
+    return out
 
 
 async def _read_body(receive: Callable[[], Awaitable[Message]]) -> bytes | None:

@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from ._types import ASGIApp, Receive, Scope, Send
@@ -151,7 +152,7 @@ class AuthRelayMiddleware:
         if resolution.error is not None:
             return self._render(request, resolution.error)
         self._attach(request, resolution, asynchronous=False)
-        return _with_cookie(self.get_response(request), resolution.set_cookie)
+        return _with_cookie(self.get_response(request), resolution)
 
     async def _acall(self, request: HttpRequest) -> Any:
         authorization, cookie, query = _async_credentials(request)
@@ -171,7 +172,7 @@ class AuthRelayMiddleware:
             return self._render(request, resolution.error)
         self._attach(request, resolution, asynchronous=True)
         get_response = cast(Callable[[HttpRequest], Awaitable[Any]], self.get_response)
-        return _with_cookie(await get_response(request), resolution.set_cookie)
+        return _with_cookie(await get_response(request), resolution)
 
     async def _process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
@@ -278,16 +279,22 @@ class _RawCookie(http.cookies.Morsel[str]):
         return self._line
 
 
-def _set_cookie(response: HttpResponse, line: str) -> None:
+def _set_cookie(response: HttpResponseBase, line: str) -> None:
     cookie = _RawCookie(line)
     response.cookies[cookie.key] = cookie
     patch_vary_headers(response, ("Cookie",))  # SE-08
     response.headers["Cache-Control"] = "no-store"
 
 
-def _with_cookie(response: Any, set_cookie: str | None) -> Any:
-    if set_cookie is not None and isinstance(response, HttpResponse):
-        _set_cookie(response, set_cookie)
+def _with_cookie(response: Any, resolution: Resolution) -> Any:
+    """The app's response; private when it depended on the session cookie (SE-08)."""
+    if resolution.private and isinstance(response, HttpResponseBase):
+        if resolution.set_cookie is not None:
+            _set_cookie(response, resolution.set_cookie)
+        else:
+            patch_vary_headers(response, ("Cookie",))
+            if not response.has_header("Cache-Control"):
+                response.headers["Cache-Control"] = "private"
     return response
 
 

@@ -1,14 +1,18 @@
 """Framework-neutral responses, and the rendering of errors per the error model.
 
-Every response authrelay produces carries ``Cache-Control: no-store``; one that sets or
-clears the session cookie also carries ``Vary: Cookie`` (SE-08). Bodies never echo a
-token, a claim or a third-party exception text (BR-05).
+Every response authrelay produces carries ``Cache-Control: no-store`` and
+``X-Content-Type-Options: nosniff``; one that sets or clears the session cookie also
+carries ``Vary: Cookie`` (SE-08); HTML pages carry a ``Content-Security-Policy`` that
+allows nothing but their own inline style. Bodies never echo a token, a claim or a
+third-party exception text (BR-05), and text in HTML is always escaped.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from urllib.parse import quote
@@ -24,9 +28,28 @@ from .errors import (
     UpstreamError,
 )
 
-__all__ = ["Response", "error_response", "json_response", "redirect", "wants_html"]
+__all__ = [
+    "Response",
+    "error_response",
+    "json_response",
+    "private_headers",
+    "redirect",
+    "wants_html",
+]
 
 _NO_STORE = ("cache-control", "no-store")
+_NOSNIFF = ("x-content-type-options", "nosniff")
+_PRIVATE = ("cache-control", "private")
+_NO_REFERRER = ("referrer-policy", "no-referrer")
+_VARY_COOKIE = ("vary", "Cookie")
+_STYLE = "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:40rem}"
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+_HTML_CSP = (
+    "content-security-policy",
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'",
+)
+"""Nothing loads, nothing frames the page; only its own inline style applies."""
 
 
 @dataclass(slots=True)
@@ -40,12 +63,49 @@ class Response:
     def set_cookie(self, value: str) -> None:
         """Add a ``Set-Cookie`` header and the ``Vary: Cookie`` it needs (SE-08)."""
         self.headers.append(("set-cookie", value))
-        if ("vary", "Cookie") not in self.headers:
-            self.headers.append(("vary", "Cookie"))
+        self.vary_cookie()
+
+    def vary_cookie(self) -> None:
+        """Mark the response as depending on the session cookie (SE-08)."""
+        self.headers[:] = private_headers(self.headers, None)
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """Headers as ASGI byte pairs."""
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+
+
+def _names_cookie(vary: str) -> bool:
+    return any(item.strip().lower() in ("cookie", "*") for item in vary.split(","))
+
+
+def private_headers(
+    headers: Iterable[tuple[str, str]], set_cookie: str | None
+) -> list[tuple[str, str]]:
+    """``headers`` of a response that depended on the session cookie (SE-08).
+
+    ``Cookie`` merged into the first ``Vary`` (or a ``Vary: Cookie`` added),
+    ``Cache-Control: private`` unless the app set a ``Cache-Control``, and ``set_cookie``
+    (if any) with ``Cache-Control: no-store``.
+    """
+    out: list[tuple[str, str]] = []
+    vary = cache = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "vary" and not vary:
+            vary = True
+            if not _names_cookie(value):
+                value = f"{value}, Cookie" if value.strip() else "Cookie"
+        elif lower == "cache-control":
+            cache = True
+        out.append((name, value))
+    if set_cookie is not None:
+        out.append(("set-cookie", set_cookie))
+        out.append(_NO_STORE)
+    elif not cache:
+        out.append(_PRIVATE)
+    if not vary:
+        out.append(_VARY_COOKIE)
+    return out
 
 
 def json_response(
@@ -55,7 +115,7 @@ def json_response(
     body = json.dumps(data, separators=(",", ":")).encode()
     return Response(
         status,
-        [("content-type", "application/json"), _NO_STORE, *headers],
+        [("content-type", "application/json"), _NO_STORE, _NOSNIFF, *headers],
         body,
     )
 
@@ -64,7 +124,7 @@ def redirect(location: str, status: int = 303, headers: Sequence[tuple[str, str]
     """A redirect; ``location`` must already be validated (no CR/LF: RD-05)."""
     if "\r" in location or "\n" in location:
         raise ValueError("a Location header cannot contain CR or LF")
-    return Response(status, [("location", location), _NO_STORE, *headers])
+    return Response(status, [("location", location), _NO_STORE, _NOSNIFF, *headers])
 
 
 def wants_html(accept: str | None) -> bool:
@@ -94,12 +154,16 @@ def _quality(accept: str, types: tuple[str, ...]) -> float:
 
 
 def _html(status: int, title: str, message: str, headers: list[tuple[str, str]]) -> Response:
+    title, message = escape(title), escape(message)
     page = (
-        "<!doctype html><meta charset=utf-8><title>{t}</title><h1>{t}</h1><p>{m}</p>".format(
-            t=escape(title), m=escape(message)
-        )
+        f"<!doctype html><meta charset=utf-8><style>{_STYLE}</style><title>{title}</title>"
+        f"<h1>{title}</h1><p>{message}</p>"
     ).encode()
-    return Response(status, [("content-type", "text/html; charset=utf-8"), *headers], page)
+    return Response(
+        status,
+        [("content-type", "text/html; charset=utf-8"), _NOSNIFF, _HTML_CSP, *headers],
+        page,
+    )
 
 
 def error_response(
@@ -120,7 +184,7 @@ def error_response(
     body: dict[str, object] = {"error": error.error}
     if isinstance(error, MissingCredentials):
         if browser and login_url:
-            return redirect(f"{login_url}?next={quote(path, safe='/')}", 302)
+            return redirect(f"{login_url}?next={quote(path, safe='/')}", 302, [_NO_REFERRER])
         headers.append(("www-authenticate", f'Bearer realm="{realm}"'))  # RFC 6750 §3.1
     elif isinstance(error, MalformedCredentials):
         headers.append(("www-authenticate", 'Bearer error="invalid_request"'))
@@ -130,7 +194,7 @@ def error_response(
         if error.login_url:
             body["login_url"] = error.login_url
             if browser:
-                return redirect(error.login_url, 302)
+                return redirect(error.login_url, 302, [_NO_REFERRER])
         if isinstance(error, ConsentRequired) and error.scopes:
             scope = " ".join(error.scopes)
             headers.append(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from .errors import CallbackError
 from .identity.resolve import Resolution
 
 __all__ = ["AuthRequest"]
@@ -32,9 +33,13 @@ class AuthRequest:
     def query(self) -> dict[str, list[str]]:
         """Query parameters, each name to all its values (strict UTF-8, no blanks dropped)."""
         if not self._query and self.query_string:
-            for key, value in parse_qsl(
-                self.query_string.decode("latin-1"), keep_blank_values=True, max_num_fields=64
-            ):
+            try:
+                pairs = parse_qsl(
+                    self.query_string.decode("latin-1"), keep_blank_values=True, max_num_fields=64
+                )
+            except ValueError:  # more than 64 fields: a clear 400, the same in both shells
+                raise CallbackError("invalid_request", "too many query parameters") from None
+            for key, value in pairs:
                 self._query.setdefault(key, []).append(value)
         return self._query
 

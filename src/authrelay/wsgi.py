@@ -21,7 +21,7 @@ from .errors import AuthRelayError
 from .identity.resolve import ANONYMOUS_RESOLUTION, Pending, Resolution
 from .principal import ANONYMOUS, NO_CREDENTIALS
 from .relay import Relay
-from .responses import Response, error_response, json_response
+from .responses import Response, error_response, json_response, private_headers
 from .routing import AuthRequest
 from .settings import Settings
 
@@ -40,17 +40,13 @@ def _status_line(status: int) -> str:
     return f"{status} {_REASONS.get(status, 'Status')}"
 
 
-def _adding_cookie(start_response: StartResponse, set_cookie: str) -> StartResponse:
-    def start_with_cookie(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        headers = [
-            *headers,
-            ("Set-Cookie", set_cookie),
-            ("Vary", "Cookie"),
-            ("Cache-Control", "no-store"),  # SE-08
-        ]
-        return start_response(status, headers, exc_info)
+def _private(start_response: StartResponse, set_cookie: str | None) -> StartResponse:
+    """``start_response`` for an answer that depended on the session cookie (SE-08)."""
 
-    return start_with_cookie
+    def start_private(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return start_response(status, private_headers(headers, set_cookie), exc_info)
+
+    return start_private
 
 
 class AuthRelayWSGIMiddleware:
@@ -128,9 +124,8 @@ class AuthRelayWSGIMiddleware:
                 principal, resolution.credentials, asynchronous=False
             )
             environ["authrelay.relay"] = self.relay
-        set_cookie = resolution.set_cookie
-        if set_cookie is not None:
-            start_response = _adding_cookie(start_response, set_cookie)
+        if resolution.private:
+            start_response = _private(start_response, resolution.set_cookie)
         try:
             return self.app(environ, start_response)
         except AuthRelayError as exc:
@@ -149,7 +144,7 @@ class AuthRelayWSGIMiddleware:
             error,
             accept=environ.get("HTTP_ACCEPT"),
             login_url=self.relay.login_url(),
-            path=environ.get("PATH_INFO", "/"),
+            path=_text_path(environ.get("PATH_INFO", "/")),
         )
 
     def _route(self, environ: Environ, path: str, resolution: Resolution) -> Response:
@@ -180,9 +175,20 @@ class AuthRelayWSGIMiddleware:
             client_host=environ.get("REMOTE_ADDR"),
         )
         try:
-            return self.relay.sync_driver.run(self.relay.handle_route(request))
+            response = self.relay.sync_driver.run(self.relay.handle_route(request))
         except AuthRelayError as exc:
-            return error_response(exc, accept=headers.get("accept"), path=path)
+            response = error_response(exc, accept=headers.get("accept"), path=path)
+        if resolution.private:
+            response.vary_cookie()
+        return response
+
+
+def _text_path(path: str) -> str:
+    """PEP 3333 ``PATH_INFO`` (bytes as latin-1) as the text the ASGI shell sees."""
+    try:
+        return path.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it
+        return path
 
 
 def _split_authorization(value: str) -> list[str]:

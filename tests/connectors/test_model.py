@@ -21,7 +21,7 @@ from authrelay.redirects import is_safe_next, safe_next
     [
         "/",
         "/path?x=1#frag",
-        "/a/b%20c",
+        "/a/b?q=c%20d",
     ],
 )
 def test_rd01_same_origin_relative_paths_are_kept(value: str) -> None:
@@ -45,6 +45,10 @@ def test_rd01_same_origin_relative_paths_are_kept(value: str) -> None:
         "javascript:alert(1)",
         "/" + "a" * 2048,
         "/%ff%fe",
+        "/a/b%20c",  # RD-01: a path that percent-decoding changes
+        "/.%2e/evil.example",
+        "/.//evil.example",
+        "/\uff0fevil.example",
     ],
 )
 def test_rd01_rd02_rd05_unsafe_next_falls_back(value: str) -> None:
@@ -61,6 +65,17 @@ def test_rd01_absolute_urls_only_for_exact_allowed_origins() -> None:
     assert not is_safe_next("https://app.example.evil/", allowed)
     assert not is_safe_next("https://user@app.example/", allowed)
     assert not is_safe_next("http://app.example/", allowed)
+    assert is_safe_next("https://APP.example/x?q=a%20b", allowed)
+    for value in (
+        "https://app.example/.%2e/x",
+        "https://app.example//evil.example",
+        "https://app.example:443@evil.example/",
+        "https://app.example\\@evil.example/",
+        "https://app.example/\uff0fevil.example",
+        "https://app.example%2eevil.example/",
+        "https://app.example /",
+    ):
+        assert not is_safe_next(value, allowed), value
 
 
 def test_presets_have_metadata_in_english_and_korean() -> None:

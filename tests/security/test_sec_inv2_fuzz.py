@@ -119,7 +119,7 @@ def _cookie(rng: random.Random) -> str:
         lambda: f"authrelay={value}",
         lambda: f"authrelay={value}; authrelay={value}",
         lambda: f"=authrelay={value}",
-        lambda: f"authrelay-tx-{_text(rng, string.hexdigits, 16, 16)}={value}",
+        lambda: f"authrelay-tx={_text(rng, string.hexdigits, 16, 16)}{value}",
         lambda: "; ".join(f"{_text(rng, _B64, 0, 8)}={value}" for _ in range(rng.randint(1, 6))),
         lambda: _text(rng, _VISIBLE, 1, 200),
         lambda: "authrelay=" + "A" * rng.choice([1500, 40 * 1024]),

@@ -5,8 +5,9 @@ Defends against (SECURITY §1, §2, §11, §12, §13):
 - CSRF on the callback and login injection (AC-04, AC-05): ``state`` is 256 random
   bits carrying no meaning; the transaction (connector, issuer, redirect URI, nonce,
   PKCE verifier, ``next``, mode, time) is stored server-side under it, single-use, for
-  10 minutes, and bound to the browser by a per-state cookie whose hash the record
-  holds. Parallel logins in several tabs each have their own cookie;
+  10 minutes, and bound to the browser by an entry in the one pre-auth cookie whose
+  hash the record holds. Up to ten parallel logins share that bounded cookie
+  (:mod:`.preauth`);
 - code interception (AC-01..AC-03): PKCE S256 always, verifier never sent to the browser;
 - mix-up (MU-01..MU-03): RFC 9207 ``iss`` compared exactly with the stored issuer
   before any token request, required when the provider declares support; states are
@@ -40,7 +41,6 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from .._crypto import constant_time_equals, random_token
 from .._io import Flow
 from ..errors import AuthRelayError, CallbackError, MissingCredentials, UpstreamError
-from ..identity.cookies import find_cookie
 from ..identity.session import SessionRecord
 from ..redirects import safe_next
 from ..responses import Response, error_response, redirect
@@ -50,6 +50,7 @@ from .connector import Connector, TokenEndpointError
 from .idtoken import checked_userinfo, fetch_userinfo, validate_id_token
 from .metadata import Profile
 from .params import VSCHAR, Untouched, check_callback_parameters, unconfigured_issuer
+from .preauth import PreAuthCookie
 
 if TYPE_CHECKING:
     from .registry import ConnectorRegistry
@@ -96,15 +97,14 @@ class LoginFlows:
         self._cookie_base = self.sessions.cookie_name
         secure = "" if self.settings.session.dev_insecure_cookies else "; Secure"
         self._tx_attributes = f"Path=/; HttpOnly; SameSite=Lax{secure}"
+        self._preauth = PreAuthCookie(self._cookie_base, self._tx_attributes)
 
     # -- cookies and URLs ---------------------------------------------------------------
 
-    def tx_cookie_name(self, state: str) -> str:
-        """The per-state transaction cookie (parallel logins in tabs each get one)."""
-        return f"{self._cookie_base}-tx-{_sha(state)[:16]}"
-
-    def _tx_cookie(self, state: str, value: str, max_age: int) -> str:
-        return f"{self.tx_cookie_name(state)}={value}; Max-Age={max_age}; {self._tx_attributes}"
+    @property
+    def tx_cookie_name(self) -> str:
+        """The one pre-auth cookie (up to ten parallel logins: :mod:`.preauth`)."""
+        return self._preauth.name
 
     def redirect_uri(self, connector: Connector, request: AuthRequest) -> str:
         """``{public_base_url}{prefix}/{connector}/callback`` (AC-07, never from Host)."""
@@ -175,8 +175,13 @@ class LoginFlows:
                 claims = {"id_token": {"acr": {"essential": True, "values": acr_values}}}
                 params["claims"] = json.dumps(claims, separators=(",", ":"))
         separator = "&" if "?" in endpoints.authorization else "?"
-        response = redirect(endpoints.authorization + separator + urlencode(params), 302)
-        response.set_cookie(self._tx_cookie(state, binding, TRANSACTION_TTL))
+        response = redirect(
+            endpoints.authorization + separator + urlencode(params),
+            302,
+            [("referrer-policy", "no-referrer")],  # the provider never sees our URL
+        )
+        cookies = request.headers.get("cookie", "")
+        response.set_cookie(self._preauth.add(cookies, state, binding, TRANSACTION_TTL))
         return response
 
     # -- callback -----------------------------------------------------------------------
@@ -186,7 +191,8 @@ class LoginFlows:
         state = request.param("state")
         clear = None
         if state and len(state) <= 256:
-            clear = f"{self.tx_cookie_name(state)}=; Max-Age=0; {self._tx_attributes}"
+            pending = self._preauth.entries(request.headers.get("cookie", ""))
+            clear = self._preauth.remove(pending, state, TRANSACTION_TTL)
         try:
             response = yield from self._callback(connector, request, state)
         except Untouched as exc:  # the owner's transaction and cookie stay (AC-04)
@@ -218,7 +224,8 @@ class LoginFlows:
         check_callback_parameters(request.query())
         if not state or len(state) > 256:
             raise Untouched("invalid_state", "the callback has no usable state parameter")
-        binding = find_cookie(request.headers.get("cookie", ""), self.tx_cookie_name(state))
+        entries = self._preauth.entries(request.headers.get("cookie", ""))
+        binding = self._preauth.binding(entries, state)
         if binding is None:  # AC-04: refused without touching the owner's transaction
             raise Untouched("invalid_state", "this sign-in was not started in this browser")
         seen = yield from self.store.peek_transaction(state, connector.name)

@@ -8,15 +8,20 @@ the caller). Only the one cookie we look for is extracted; the rest is not parse
 
 from __future__ import annotations
 
+import logging
+
 __all__ = ["find_cookie"]
 
 _ABSENT = None
+
+logger = logging.getLogger("authrelay.cookies")
 
 
 def find_cookie(header: str, name: str) -> str | None:
     """The value of cookie ``name`` in a ``Cookie`` header, or None.
 
-    None when absent, nameless, or present more than once (anti cookie-tossing).
+    None when absent, nameless, or present more than once (anti cookie-tossing; logged
+    once at WARNING, by name and count).
     """
     if name not in header:
         return _ABSENT
@@ -28,6 +33,8 @@ def find_cookie(header: str, name: str) -> str | None:
             continue
         count += 1
         found = value.strip()
+    if count > 1:  # the name only: never a value (INV-1)
+        logger.warning("cookie_duplicated name=%s count=%d", name, count)
     if count != 1 or not found:
         return _ABSENT
     if found.startswith('"') and found.endswith('"') and len(found) >= 2:

@@ -66,6 +66,11 @@ class Resolution:
     set_cookie: str | None = None
     error: AuthRelayError | None = None
 
+    @property
+    def private(self) -> bool:
+        """The answer depends on the session cookie (``Vary: Cookie``, no shared caching)."""
+        return self.set_cookie is not None or self.principal.kind == "session"
+
 
 ANONYMOUS_RESOLUTION = _ANONYMOUS = Resolution()
 """The answer for a request without credentials (shared; a :class:`Resolution` is frozen)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,17 @@ logger = logging.getLogger("authrelay.session")
 
 _MAX_SET_COOKIE = 4096  # SE-10
 _RECORD_CACHE_TTL = 10.0  # bounded staleness of a logout seen by another process
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _strict_b64url(value: str) -> bytes:
+    """Canonical unpadded base64url only: one spelling per value, nothing trailing (SE-09)."""
+    if _B64URL.fullmatch(value) is None or len(value) % 4 == 1:
+        raise ValueError("not canonical base64url")
+    raw = b64url_decode(value)
+    if b64url_encode(raw) != value:  # unused low bits set in the last character
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,8 @@ class CookieState:
     issued_at: float
     last_seen: float
     record_key: str = field(default="", repr=False)
+    old_key: bool = False
+    """Sealed with an older key of ``secret_keys``: re-issued under the primary key on use."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +160,16 @@ class SessionManager:
             state = entry[1]
         else:
             try:
-                raw = self._cookie_ring.open(b64url_decode(value), self.cookie_name.encode())
+                sealed = _strict_b64url(value)
+                raw = self._cookie_ring.open(sealed, self.cookie_name.encode())
                 sid, issued, seen = json.loads(raw)
                 issued, seen = float(issued), float(seen)
             except (DecryptionFailed, ValueError, TypeError):
                 return None
             if not isinstance(sid, str):
                 return None
-            state = CookieState(sid, issued, seen, self._key(sid))
+            old_key = not self._cookie_ring.is_primary(sealed)
+            state = CookieState(sid, issued, seen, self._key(sid), old_key)
             settings = self._settings
             self._opened.put(
                 digest, min(issued + settings.max_age, seen + settings.idle_timeout), state
@@ -167,8 +183,9 @@ class SessionManager:
         return state
 
     def needs_renewal(self, state: CookieState) -> bool:
-        """True when the rolling idle window should be moved forward."""
-        return self._clock() - state.last_seen >= self._settings.renew_after
+        """True when the rolling idle window should be moved forward, or the cookie was
+        sealed with an older key (rotation completes for active users)."""
+        return state.old_key or self._clock() - state.last_seen >= self._settings.renew_after
 
     def set_cookie(self, session_id: str, issued_at: float) -> str:
         """A ``Set-Cookie`` value for this session, last seen now."""
