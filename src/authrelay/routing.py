@@ -29,6 +29,7 @@ class AuthRequest:
     scheme: str = "http"
     client_host: str | None = None
     _query: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _form: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def query(self) -> dict[str, list[str]]:
         """Query parameters, each name to all its values (strict UTF-8, no blanks dropped)."""
@@ -52,9 +53,15 @@ class AuthRequest:
         """Fields of an ``application/x-www-form-urlencoded`` body."""
         if not self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             return {}
-        fields: dict[str, list[str]] = {}
-        for key, value in parse_qsl(
-            self.body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64
-        ):
+        fields = self._form
+        if fields or not self.body:
+            return fields
+        try:
+            pairs = parse_qsl(
+                self.body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=64
+            )
+        except ValueError:  # more than 64 fields
+            raise CallbackError("invalid_request", "too many form fields") from None
+        for key, value in pairs:
             fields.setdefault(key, []).append(value)
         return fields

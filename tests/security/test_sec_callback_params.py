@@ -104,7 +104,7 @@ def test_ac04_foreign_browser_does_not_consume_the_owners_state(
     with serve_app(_settings(idp), shell=shell) as app:
         callback = app.authorize()
         # Another browser, without the owner's transaction cookie, then with a forged one.
-        name = next(c for c in app.client.cookies if "-tx-" in c)
+        name = next(c for c in app.client.cookies if c.endswith("-tx"))
         for cookies in ({}, {name: "forged-binding-value"}):
             with httpx.Client(cookies=cookies) as other:
                 answer = other.get(callback, headers=JSON)

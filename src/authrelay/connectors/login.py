@@ -224,15 +224,13 @@ class LoginFlows:
         check_callback_parameters(request.query())
         if not state or len(state) > 256:
             raise Untouched("invalid_state", "the callback has no usable state parameter")
-        entries = self._preauth.entries(request.headers.get("cookie", ""))
-        binding = self._preauth.binding(entries, state)
-        if binding is None:  # AC-04: refused without touching the owner's transaction
-            raise Untouched("invalid_state", "this sign-in was not started in this browser")
         seen = yield from self.store.peek_transaction(state, connector.name)
         if seen is None:
             raise Untouched("invalid_state", "this sign-in is unknown, expired or already used")
-        owned = constant_time_equals(_sha(binding), seen.binding)
-        if not owned or seen.connector != connector.name:
+        entries = self._preauth.entries(request.headers.get("cookie", ""))
+        binding = self._preauth.binding(entries, state)
+        owned = binding is not None and constant_time_equals(_sha(binding), seen.binding)
+        if not owned or seen.connector != connector.name:  # AC-04: the owner can still finish
             raise Untouched("invalid_state", "this sign-in was not started in this browser")
         tx = yield from self.store.take_transaction(state, connector.name)  # single use
         if tx is None or not constant_time_equals(tx.binding, seen.binding):

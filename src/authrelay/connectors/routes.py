@@ -91,8 +91,8 @@ class ConnectorRoutes:
         """The response for a request under the prefix (a flow)."""
         try:
             request.query()
-        except ValueError:  # more than 64 parameters (parse_qsl's max_num_fields)
-            too_many = CallbackError("invalid_request", "the request has too many parameters")
+            request.form()
+        except CallbackError as too_many:  # more than 64 parameters
             response = error_response(too_many, accept=request.headers.get("accept"))
             response.headers.append(("referrer-policy", "no-referrer"))
             return response
