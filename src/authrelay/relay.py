@@ -89,6 +89,8 @@ class Relay:
             if connectors is not None:
                 self.connectors = connectors
                 self.route_handler = connectors.routes.handle
+        if settings.admin.enabled and not settings.connectors:
+            problems.append("admin.enabled: no connectors are configured, nothing to manage")
         if problems or services is None:
             raise ConfigurationError(list(dict.fromkeys(problems)))
         self.services = services
@@ -136,6 +138,9 @@ class Relay:
         forget = getattr(self.services, "forget", None)
         if forget is not None:
             forget(key)
+        connectors = getattr(self, "connectors", None)
+        if connectors is not None:
+            connectors.forget(key)
 
     def handle_route(self, request: AuthRequest) -> Flow[Response]:
         """Serve a request under ``routes.prefix``: ``/stats`` when enabled, else connectors."""

@@ -38,6 +38,7 @@ from .._io import Flow
 from ..responses import Response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
+from .admin import AdminRoutes
 from .backchannel import LogoutTokenRejected, validate_logout_token
 from .connector import Connector
 from .login import LoginFlows
@@ -79,6 +80,7 @@ class ConnectorRoutes:
         self.relay = registry.relay
         self.settings = registry.relay.settings
         self.flows = LoginFlows(registry)
+        self.admin = AdminRoutes(registry)
 
     def __repr__(self) -> str:
         return f"ConnectorRoutes(prefix={self.settings.routes.prefix!r})"
@@ -86,6 +88,9 @@ class ConnectorRoutes:
     def handle(self, request: AuthRequest) -> Flow[Response]:
         """The response for a request under the prefix (a flow)."""
         path = request.path
+        yield from self.registry.refresh()
+        if path.startswith("/admin/") and self.settings.admin.enabled:
+            return (yield from self.admin.handle(request))
         if path == "/connectors":
             return self._only_get(request) or self.list_connectors(request)
         if path == "/me":
@@ -94,7 +99,7 @@ class ConnectorRoutes:
             return (yield from self.logout(request))
         parts = path.strip("/").split("/")
         if len(parts) == 2:
-            connector = self.registry.get(parts[0])
+            connector = self.registry.is_enabled(parts[0])
             action = parts[1]
             if (
                 connector is not None
@@ -158,6 +163,8 @@ class ConnectorRoutes:
         language = request.headers.get("accept-language")
         items = []
         for name, connector in self.registry.connectors.items():
+            if name in self.registry.disabled:
+                continue
             meta = connector.metadata
             items.append(
                 {
