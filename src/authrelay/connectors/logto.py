@@ -168,8 +168,7 @@ def _change(registry: ConnectorRegistry, item: Any, where: str) -> tuple[str, di
     expected = registry.connectors[name].metadata.id
     if connector_id != expected:
         raise RecordRefused(
-            f"{where}.connectorId: {connector_id!r} does not match connectors.{name} "
-            f"({expected!r})"
+            f"{where}.connectorId: {connector_id!r} does not match connectors.{name} ({expected!r})"
         )
     config, metadata = item.get("config", {}), item.get("metadata", {})
     if not isinstance(config, Mapping) or not isinstance(metadata, Mapping):
@@ -186,9 +185,7 @@ def _change(registry: ConnectorRegistry, item: Any, where: str) -> tuple[str, di
     }
 
 
-def import_logto(
-    registry: ConnectorRegistry, items: Iterable[Any]
-) -> Flow[list[ConnectorRecord]]:
+def import_logto(registry: ConnectorRegistry, items: Iterable[Any]) -> Flow[list[ConnectorRecord]]:
     """Apply Logto-shaped items (a list, e.g. from :func:`export_logto` or Logto's API).
 
     Every item is validated first; if any is refused, nothing is saved and

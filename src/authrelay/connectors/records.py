@@ -40,10 +40,14 @@ MASK = "**********"
 SECRET_FIELDS = ("client_secret", "private_key")
 FIXED_FIELDS = frozenset({"preset", "standard", "type", "platform", "description"})
 METADATA_FIELDS = ("target", "name", "logo", "logo_dark")
-CONFIG_FIELDS = frozenset(ConnectorSettings.model_fields) - FIXED_FIELDS - {
-    *METADATA_FIELDS,
-    "sync_profile",
-}
+CONFIG_FIELDS = (
+    frozenset(ConnectorSettings.model_fields)
+    - FIXED_FIELDS
+    - {
+        *METADATA_FIELDS,
+        "sync_profile",
+    }
+)
 
 
 class RecordRefused(ConfigurationError):
@@ -96,7 +100,7 @@ def merge_change(
     :class:`RecordRefused` / :class:`TargetImmutable` naming the field.
     """
     where = f"connectors.{name}"
-    base = base_config(settings)
+    base = {k: _plain(v) for k, v in settings.model_dump(mode="python").items()}
     problems: list[str] = []
     change = dict(config or {})
     meta_change = dict(metadata or {})
@@ -107,7 +111,7 @@ def merge_change(
     overrides = dict(current.config)
     for key, value in change.items():
         if key in FIXED_FIELDS:
-            if value != base.get(key, ConnectorSettings.model_fields[key].default):
+            if value != base.get(key):
                 problems.append(
                     f"{where}.config.{key}: fixed by the settings file (the connector's kind, "
                     "type, platform and description); change it there"
