@@ -212,6 +212,8 @@ class ConnectorRegistry:
             return
         self._checked_at, self._dirty = now, False
         stamp = yield from self.store.connectors_stamp()
+        if stamp == 0:  # made once, so every later change is an overwrite Redis publishes
+            stamp = yield from self.store.start_connectors_stamp()
         if stamp == self._stamp and not force:
             return
         stored = yield from self.store.load_connector_records()

@@ -256,6 +256,15 @@ class TokenStore:
         stored: tuple[bytes, int] | None = yield StoreOp("get", (self.connectors_stamp_key,))
         return 0 if stored is None else stored[1]
 
+    def start_connectors_stamp(self) -> Flow[int]:
+        """Create the change stamp if absent; its version."""
+        new: int | None = yield StoreOp(
+            "put", (self.connectors_stamp_key, b"0"), {"expected_version": 0}
+        )
+        if new is not None:
+            return new
+        return (yield from self.connectors_stamp())
+
     def delete_connector_record(self, name: str) -> Flow[bool]:
         """Remove the record of connector ``name`` (the settings apply again)."""
         deleted: bool = yield StoreOp("delete", (self._connector_key(name),))
