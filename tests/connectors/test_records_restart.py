@@ -14,7 +14,7 @@ import httpx
 from authrelay.testing import IdentityProvider, free_port
 
 KEY = "restart-tests-secret-key-00000000"
-APP = '''
+APP = """
 import os
 from authrelay import AuthRelayMiddleware, Settings
 
@@ -23,7 +23,7 @@ async def inner(scope, receive, send):
     await send({"type": "http.response.body", "body": b""})
 
 app = AuthRelayMiddleware(inner, settings=Settings.from_toml(os.environ["RELAY_SETTINGS"]))
-'''
+"""
 
 
 def _settings(tmp_path: Path, issuer: str, base: str) -> Path:
@@ -65,8 +65,10 @@ def _app_process(tmp_path: Path, settings: Path, port: int) -> Iterator[str]:
     """``uvicorn relay_app:app`` in its own process; killed (SIGKILL) at exit."""
     (tmp_path / "relay_app.py").write_text(APP, encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "relay_app:app", "--host", "127.0.0.1"]
-        + ["--port", str(port), "--lifespan", "off", "--log-level", "warning"],
+        [
+            *(sys.executable, "-m", "uvicorn", "relay_app:app", "--host", "127.0.0.1"),
+            *("--port", str(port), "--lifespan", "off", "--log-level", "warning"),
+        ],
         cwd=tmp_path,
         env={"RELAY_SETTINGS": str(settings), "PATH": "/usr/bin:/bin"},
     )
