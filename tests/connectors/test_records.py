@@ -290,3 +290,15 @@ def test_import_refuses_bad_items_and_saves_nothing(db: str, relays: list[Relay]
     assert any("token_endpoint_auth_method" in p for p in problems)
     assert any(p.startswith("items[4]: each item must be a JSON object") for p in problems)
     assert relay.sync_driver.run(relay.connectors.store.load_connector_records()) == {}
+
+
+def test_an_unreadable_store_keeps_the_connectors_listed(
+    db: str, relays: list[Relay], caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = _relay(db)
+    relays.append(relay)
+    relay.backend.close()  # every store operation now fails (TokenStoreUnavailable)
+    with caplog.at_level(logging.WARNING, logger="authrelay.connectors"):
+        (item,) = _listed(relay)
+    assert item["id"] == "idp"
+    assert "connector_records_unreadable" in caplog.text

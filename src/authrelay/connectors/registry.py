@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._crypto import KeyRing, b64url_encode, random_token
 from .._io import Call, Flow
-from ..errors import AuthRelayError, ConfigurationError
+from ..errors import AuthRelayError, ConfigurationError, TokenStoreUnavailable
 from ..settings import ConnectorSettings
 from ..settings.urls import url_problem
 from ..stores.tokens import StoredTokens, TokenStore
@@ -211,12 +211,17 @@ class ConnectorRegistry:
         if not (force or self._dirty or now - self._checked_at >= interval):
             return
         self._checked_at, self._dirty = now, False
-        stamp = yield from self.store.connectors_stamp()
-        if stamp == 0:  # made once, so every later change is an overwrite Redis publishes
-            stamp = yield from self.store.start_connectors_stamp()
-        if stamp == self._stamp and not force:
+        try:
+            stamp = yield from self.store.connectors_stamp()
+            if stamp == 0:  # made once, so every later change is an overwrite Redis publishes
+                stamp = yield from self.store.start_connectors_stamp()
+            if stamp == self._stamp and not force:
+                return
+            stored = yield from self.store.load_connector_records()
+        except TokenStoreUnavailable:
+            # Serve what we have; the routes that need the store answer 503 themselves.
+            logger.warning("connector_records_unreadable: keeping the connectors as they are")
             return
-        stored = yield from self.store.load_connector_records()
         self._stamp = stamp
         for name in self.base:
             self._apply(name, stored.get(name))
