@@ -302,3 +302,19 @@ def test_an_unreadable_store_keeps_the_connectors_listed(
         (item,) = _listed(relay)
     assert item["id"] == "idp"
     assert "connector_records_unreadable" in caplog.text
+
+
+def test_asgi_lifespan_startup_reads_the_records_back(db: str, relays: list[Relay]) -> None:
+    from connector_helpers import echo_app
+
+    from authrelay import AuthRelayMiddleware
+    from authrelay.testing import serve_asgi
+
+    first = _relay(db)
+    relays.append(first)
+    first.sync_driver.run(first.connectors.update("idp", metadata={"logo": "https://cdn/s.svg"}))
+    again = _relay(db)
+    relays.append(again)
+    with serve_asgi(AuthRelayMiddleware(echo_app, relay=again)):
+        # No request yet: the lifespan startup has read the record.
+        assert again.connectors.get("idp").metadata.logo == "https://cdn/s.svg"  # type: ignore[union-attr]
