@@ -199,7 +199,9 @@ class AuthRelayMiddleware:
     def _watch_lifespan(self, receive: Receive) -> Receive:
         async def receive_wrapper() -> Message:
             message = await receive()
-            if message["type"] == "lifespan.shutdown":
+            if message["type"] == "lifespan.startup":
+                await self.relay.astartup()
+            elif message["type"] == "lifespan.shutdown":
                 try:
                     await self.relay.aclose()
                 except Exception:  # shutdown must go on

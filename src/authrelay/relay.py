@@ -11,6 +11,7 @@ Invariants (checked by the tests):
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from .stores import open_backends
 __all__ = ["Relay", "check_startup"]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("authrelay.relay")
 
 
 class Relay:
@@ -89,6 +92,8 @@ class Relay:
             if connectors is not None:
                 self.connectors = connectors
                 self.route_handler = connectors.routes.handle
+        if settings.admin.enabled and not settings.connectors:
+            problems.append("admin.enabled: no connectors are configured, nothing to manage")
         if problems or services is None:
             raise ConfigurationError(list(dict.fromkeys(problems)))
         self.services = services
@@ -136,6 +141,9 @@ class Relay:
         forget = getattr(self.services, "forget", None)
         if forget is not None:
             forget(key)
+        connectors = getattr(self, "connectors", None)
+        if connectors is not None:
+            connectors.forget(key)
 
     def handle_route(self, request: AuthRequest) -> Flow[Response]:
         """Serve a request under ``routes.prefix``: ``/stats`` when enabled, else connectors."""
@@ -159,6 +167,16 @@ class Relay:
     def stats(self) -> dict[str, Any]:
         """Counters and latencies per service/connector and flow (no secrets, no subjects)."""
         return self.metrics.snapshot()
+
+    async def astartup(self) -> None:
+        """Read back the stored connector records (ASGI lifespan startup; else the first
+        request does it). A store that cannot be read leaves the settings in force."""
+        connectors = getattr(self, "connectors", None)
+        if connectors is not None:
+            try:
+                await self.async_driver.run(connectors.refresh(force=True))
+            except Exception:  # start-up must go on; tried again within admin.refresh_interval
+                logger.exception("connector_records_startup_failed")
 
     async def aclose(self) -> None:
         """Close HTTP clients and stores (ASGI lifespan shutdown)."""

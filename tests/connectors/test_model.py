@@ -189,8 +189,8 @@ def test_runtime_change_is_guarded_and_nothing_saved_when_invalid() -> None:
     registry = relay.connectors
     run = relay.sync_driver.run
     with pytest.raises(ConfigurationError):
-        run(registry.update("idp", {"standard": "oidc", "client_id": "x"}))  # no issuer
-    assert run(registry.store.load_connector_records()) == []
+        run(registry.update("idp", {"token_endpoint_auth_method": "private_key_jwt"}))  # no key
+    assert run(registry.store.load_connector_records()) == {}
     record = run(
         registry.update(
             "idp",
@@ -207,9 +207,9 @@ def test_runtime_change_is_guarded_and_nothing_saved_when_invalid() -> None:
     assert isinstance(record, ConnectorRecord)
     assert "top-secret" not in repr(record)
     saved = run(registry.store.load_connector_records())
-    assert saved[0]["config"]["client_secret"] == "top-secret"  # sealed at rest
+    assert saved["idp"]["config"]["client_secret"] == "top-secret"  # sealed at rest
     assert registry.get("idp").metadata.logo == "custom.svg"  # type: ignore[union-attr]
-    raw = relay.backend.get(relay.settings.store.key_prefix + "connector:" + record.id)
+    raw = relay.backend.get(relay.settings.store.key_prefix + "connector:idp")
     assert raw is not None and b"top-secret" not in raw[0]
     relay.close()
 

@@ -181,7 +181,7 @@ def test_private_key_survives_a_runtime_update_sealed() -> None:
     run = relay.sync_driver.run
     pem = RSAKey.generate_key(2048).as_pem(private=True).decode()
     try:
-        record = run(
+        run(
             relay.connectors.update(
                 "idp",
                 {
@@ -194,8 +194,8 @@ def test_private_key_survives_a_runtime_update_sealed() -> None:
             )
         )
         saved = run(relay.connectors.store.load_connector_records())
-        assert saved[0]["config"]["private_key"] == pem  # kept, to start the connector again
-        raw = relay.backend.get(relay.settings.store.key_prefix + "connector:" + record.id)
+        assert saved["idp"]["config"]["private_key"] == pem  # kept, to start the connector again
+        raw = relay.backend.get(relay.settings.store.key_prefix + "connector:idp")
         assert raw is not None and b"PRIVATE KEY" not in raw[0]  # sealed at rest
         assert "PRIVATE" not in repr(relay.connectors.settings_of("idp"))
     finally:

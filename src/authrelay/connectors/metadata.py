@@ -59,6 +59,8 @@ class ConnectorRecord:
     """Overrides of ``logo``, ``logo_dark``, ``target`` and ``name``."""
     sync_profile: bool = False
     created_at: float = 0.0
+    enabled: bool = True
+    """False: the connector is hidden and its login routes answer 404 (authrelay's own)."""
 
     @classmethod
     def new(
@@ -89,6 +91,7 @@ class ConnectorRecord:
             "metadata": dict(self.metadata),
             "sync_profile": self.sync_profile,
             "created_at": self.created_at,
+            "enabled": self.enabled,
         }
 
     @classmethod
@@ -101,6 +104,7 @@ class ConnectorRecord:
             metadata=dict(data.get("metadata") or {}),
             sync_profile=bool(data.get("sync_profile", False)),
             created_at=float(data.get("created_at") or 0.0),
+            enabled=bool(data.get("enabled", True)),
         )
 
 

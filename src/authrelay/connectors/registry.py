@@ -13,18 +13,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._crypto import KeyRing, b64url_encode, random_token
 from .._io import Call, Flow
-from ..errors import AuthRelayError, ConfigurationError
+from ..errors import AuthRelayError, ConfigurationError, TokenStoreUnavailable
 from ..settings import ConnectorSettings
+from ..settings.urls import url_problem
 from ..stores.tokens import StoredTokens, TokenStore
 from .connector import Connector
 from .guards import RuleEntry, check_rules, guard_config
 from .metadata import ConnectorRecord, Profile
+from .records import RecordRefused, effective_config, merge_change
 
 if TYPE_CHECKING:
     from ..relay import Relay
@@ -75,17 +78,22 @@ class ConnectorRegistry:
                 "public_base_url: required for connectors (redirect URIs are never built "
                 "from the Host header, AC-07)"
             )
+        if settings.admin.enabled and settings.bearer is None:
+            problems.append(
+                "admin.enabled: the admin API accepts only bearer tokens carrying "
+                f"{settings.admin.scope!r}; configure [bearer]"
+            )
         if problems:
             raise ConfigurationError(problems)
         self.connectors.update(connectors)
+        self.base = {name: c.settings for name, c in connectors.items()}
+        self.disabled: set[str] = set()
+        self._applied: dict[str, dict[str, Any]] = {}
+        self._stamp: int | None = None
+        self._checked_at = -math.inf
+        self._dirty = True
         self.records = {
-            name: ConnectorRecord.new(
-                c.metadata.id,
-                c.settings.model_dump(mode="json", exclude_none=True),
-                metadata={"target": c.target},
-                sync_profile=c.settings.sync_profile,
-                created_at=relay.clock(),
-            )
+            name: ConnectorRecord.new(c.metadata.id, {}, sync_profile=c.settings.sync_profile)
             for name, c in connectors.items()
         }
         secrets = [key.get_secret_value().encode() for key in settings.secret_keys]
@@ -180,53 +188,169 @@ class ConnectorRegistry:
                 return
         logger.error("token_save_contended connector=%s", tokens.connector)
 
-    # -- runtime changes ------------------------------------------------------------------
+    # -- runtime changes (records in the store, after Logto's connector rows) -----------
 
-    def update(
-        self,
-        name: str,
-        config: Mapping[str, Any],
-        *,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Flow[ConnectorRecord]:
-        """Validate and apply a changed config for ``name``; refuse (saving nothing) if bad."""
-        overrides = dict(metadata or {})
-        merged: dict[str, Any] = {
-            **config,
-            **{k: overrides[k] for k in ("logo", "logo_dark", "target", "name") if k in overrides},
-        }
-        settings = guard_config(name, merged)
-        connector = Connector(
+    def is_enabled(self, name: str) -> Connector | None:
+        """The connector called ``name`` unless it is disabled."""
+        return None if name in self.disabled else self.connectors.get(name)
+
+    def forget(self, key: str | None) -> None:
+        """Store invalidation: a connector record changed in another process (or maybe)."""
+        if key is None or key.startswith(self.store.connectors_prefix):
+            self._dirty = True
+
+    def refresh(self, *, force: bool = False) -> Flow[None]:
+        """Read back the stored records when they may have changed elsewhere.
+
+        At most one store read per ``admin.refresh_interval`` (the change stamp's
+        version), sooner after an invalidation; the records themselves are read only
+        when the stamp moved. The first call (the first request) always reads them.
+        """
+        now = self.relay.clock()
+        interval = self.relay.settings.admin.refresh_interval
+        if not (force or self._dirty or now - self._checked_at >= interval):
+            return
+        self._checked_at, self._dirty = now, False
+        try:
+            stamp = yield from self.store.connectors_stamp()
+            if stamp == 0:  # made once, so every later change is an overwrite Redis publishes
+                stamp = yield from self.store.start_connectors_stamp()
+            if stamp == self._stamp and not force:
+                return
+            stored = yield from self.store.load_connector_records()
+        except TokenStoreUnavailable:
+            # Serve what we have; the routes that need the store answer 503 themselves.
+            logger.warning("connector_records_unreadable: keeping the connectors as they are")
+            return
+        self._stamp = stamp
+        for name in self.base:
+            self._apply(name, stored.get(name))
+
+    def _apply(self, name: str, data: dict[str, Any] | None) -> None:
+        if data == self._applied.get(name):
+            return
+        base = self.base[name]
+        try:
+            if data is None:
+                record = self.records[name]
+                record = replace(record, config={}, metadata={}, enabled=True)
+                connector = self._build(name, base.model_dump(mode="python", exclude_unset=True))
+            else:
+                record = ConnectorRecord.from_dict(data)
+                target = self.connectors[name].target
+                if record.metadata.get("target", target) != target:
+                    logger.warning("connector_record_target_ignored connector=%s", name)
+                    record = replace(
+                        record, metadata={k: v for k, v in record.metadata.items() if k != "target"}
+                    )
+                connector = self._build(name, effective_config(base, record))
+        except (ConfigurationError, KeyError, TypeError, ValueError):
+            # Settings changed under a stored record: keep serving what we have.
+            logger.error("connector_record_unusable connector=%s", name)
+            return
+        if data is None:
+            self._applied.pop(name, None)
+        else:
+            self._applied[name] = data
+        self.connectors[name] = connector
+        self.records[name] = record
+        if record.enabled:
+            self.disabled.discard(name)
+        else:
+            self.disabled.add(name)
+        logger.info("connector_record_applied connector=%s enabled=%s", name, record.enabled)
+
+    def _build(self, name: str, config: Mapping[str, Any]) -> Connector:
+        settings = guard_config(name, config)
+        if settings.issuer is not None:  # the same rule as at start (Settings)
+            issuer = settings.issuer.replace("{tenant}", settings.tenant or "common")
+            loopback = self.relay.settings.http.allow_insecure_loopback
+            problem = url_problem(
+                issuer, allow_insecure_loopback=loopback, example="https://sso.example"
+            )
+            if problem is not None:
+                raise ConfigurationError(f"connectors.{name}.issuer: {problem}")
+        return Connector(
             name,
             settings,
             http=self.relay.settings.http,
             clock=self.relay.clock,
             metrics=self.relay.metrics,
         )
-        others = [c for n, c in self.connectors.items() if n != name]
-        problems = check_rules(_entry(c) for c in [*others, connector])
-        if problems:
-            raise ConfigurationError(problems)
-        previous = self.records.get(name)
-        record = ConnectorRecord(
-            id=previous.id if previous else random_token(12),
-            connector_id=connector.metadata.id,
-            config=settings.model_dump(mode="json", exclude_none=True),
-            metadata=overrides,
-            sync_profile=settings.sync_profile,
-            created_at=previous.created_at if previous else self.relay.clock(),
-        )
-        stored = record.to_dict()
-        for field in ("client_secret", "private_key"):  # model_dump masks secrets
-            secret = getattr(settings, field)
-            if secret is not None:
-                stored["config"][field] = secret.get_secret_value()
-        yield from self.store.save_connector_record(record.id, stored)
-        self.connectors[name] = connector
-        self.records[name] = record
-        return record
+
+    def update(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        sync_profile: bool | None = None,
+        enabled: bool | None = None,
+        check_only: bool = False,
+    ) -> Flow[ConnectorRecord]:
+        """Validate and save a change of ``name``'s record; refuse (saving nothing) if bad.
+
+        ``config`` members override the settings' (``None`` drops an override);
+        ``metadata`` overrides ``name``, ``logo``, ``logo_dark`` of standard connectors;
+        ``target`` never changes (:class:`~.records.TargetImmutable`). The record is
+        written compare-and-set, so concurrent changes from other workers are not lost,
+        and every worker reads it back (:meth:`refresh`). Raises
+        :class:`~.records.RecordRefused` (a :class:`ConfigurationError`). With
+        ``check_only`` the change is validated and returned, not saved.
+        """
+        base = self.base.get(name)
+        if base is None:
+            raise RecordRefused(f"connectors.{name}: not a configured connector")
+        for _ in range(5):
+            data, version = yield from self.store.load_connector_record(name)
+            current = ConnectorRecord.from_dict(data) if data is not None else self.records[name]
+            live = self.connectors[name]
+            overrides, meta, sync = merge_change(
+                name,
+                base,
+                current,
+                config=config,
+                metadata=metadata,
+                target=live.target,
+                is_standard=live.metadata.is_standard,
+            )
+            if sync is None:
+                sync = sync_profile if sync_profile is not None else current.sync_profile
+            record = replace(
+                current,
+                connector_id=live.metadata.id,
+                config=overrides,
+                metadata=meta,
+                sync_profile=sync,
+                created_at=current.created_at or self.relay.clock(),
+                enabled=current.enabled if enabled is None else enabled,
+            )
+            try:
+                connector = self._build(name, effective_config(base, record))
+            except RecordRefused:
+                raise
+            except ConfigurationError as exc:
+                raise RecordRefused(exc.problems) from None
+            others = [c for n, c in self.connectors.items() if n != name]
+            problems = check_rules(_entry(c) for c in [*others, connector])
+            if problems:
+                raise RecordRefused(problems)
+            if check_only:
+                return record
+            stored = record.to_dict()
+            written = yield from self.store.save_connector_record(
+                name, stored, expected_version=version
+            )
+            if written is not None:
+                self._applied[name] = stored
+                self.connectors[name] = connector
+                self.records[name] = record
+                (self.disabled.discard if record.enabled else self.disabled.add)(name)
+                logger.info("connector_record_saved connector=%s", name)
+                return record
+        raise RecordRefused(f"connectors.{name}: changed concurrently too often; try again")
 
     def settings_of(self, name: str) -> ConnectorSettings | None:
-        """The validated settings of ``name``."""
+        """The validated settings of ``name`` (with its record's overrides)."""
         connector = self.connectors.get(name)
         return None if connector is None else connector.settings

@@ -39,6 +39,7 @@ from ..errors import CallbackError
 from ..responses import Response, error_response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
+from .admin import AdminRoutes
 from .assets import ASSET_ROUTES, asset_url, serve_asset
 from .backchannel import LogoutTokenRejected, validate_logout_token
 from .connector import Connector
@@ -83,6 +84,7 @@ class ConnectorRoutes:
         self.settings = registry.relay.settings
         self.flows = LoginFlows(registry)
         self.provider_logout = ProviderLogout(registry)
+        self.admin = AdminRoutes(registry)
 
     def __repr__(self) -> str:
         return f"ConnectorRoutes(prefix={self.settings.routes.prefix!r})"
@@ -97,6 +99,9 @@ class ConnectorRoutes:
             response.headers.append(("referrer-policy", "no-referrer"))
             return response
         path = request.path
+        yield from self.registry.refresh()
+        if path.startswith("/admin/") and self.settings.admin.enabled:
+            return (yield from self.admin.handle(request))
         if path == "/connectors":
             return self._only_get(request) or self.list_connectors(request)
         if path == "/me":
@@ -113,7 +118,7 @@ class ConnectorRoutes:
             if known is not None:
                 return self._only_get(request) or serve_asset(known.metadata, parts[2], request)
         if len(parts) == 2:
-            connector = self.registry.get(parts[0])
+            connector = self.registry.is_enabled(parts[0])
             action = parts[1]
             if (
                 connector is not None
@@ -184,6 +189,8 @@ class ConnectorRoutes:
         prefix = self.settings.routes.prefix
         items = []
         for name, connector in self.registry.connectors.items():
+            if name in self.registry.disabled:
+                continue
             meta = connector.metadata
             items.append(
                 {

@@ -123,6 +123,7 @@ class ConnectorTokenSource:
         force_refresh: bool,
     ) -> Flow[AccessToken]:
         """The user's token at ``connector`` with ``scopes``; refreshed when due."""
+        yield from self.registry.refresh()  # a client secret changed in another worker
         target = self.registry.get(connector)
         if target is None:
             raise UpstreamError("the service names an unknown connector", connector=connector)

@@ -28,6 +28,7 @@ from ..errors import ConfigurationError
 from ._base import Section, describe
 from .connectors import ConnectorSettings
 from .core import (
+    AdminSettings,
     BearerSettings,
     ClientSettings,
     HttpSettings,
@@ -39,6 +40,7 @@ from .services import AgentSettings, ApiKeySettings, ServiceSettings
 from .urls import url_problem
 
 __all__ = [
+    "AdminSettings",
     "AgentSettings",
     "ApiKeySettings",
     "BearerSettings",
@@ -78,6 +80,8 @@ class Settings(Section):
     store: StoreSettings = StoreSettings()
     routes: RoutesSettings = RoutesSettings()
     http: HttpSettings = HttpSettings()
+    admin: AdminSettings = AdminSettings()
+    """The connector admin API (``[admin] enabled = true``), bearer callers with ``admin.scope``."""
     on_sign_in: ImportString[Callable[..., Any]] | None = None
     """``on_sign_in(profile, connector) -> user id``: map a sign-in to the app's own user.
 

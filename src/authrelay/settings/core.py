@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ._base import Section
 
 __all__ = [
+    "AdminSettings",
     "BearerSettings",
     "ClientSettings",
     "HttpSettings",
@@ -225,3 +226,16 @@ class HttpSettings(Section):
     allow_insecure_loopback: bool = False
     """Allow ``http://`` identity providers and ``public_base_url`` on loopback addresses
     (tests, demo); elsewhere they must be ``https``."""
+
+
+class AdminSettings(Section):
+    """The connector admin API under ``{routes.prefix}/admin/connectors`` (off by default)."""
+
+    enabled: bool = False
+    scope: Annotated[str, Field(min_length=1, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")] = (
+        "authrelay.admin"
+    )
+    """The scope a caller's bearer token must carry; a session cookie is never enough."""
+    refresh_interval: Annotated[float, Field(gt=0, le=300)] = 5.0
+    """Seconds a worker trusts its copy of the connector records before it checks the store
+    again (one read); on Redis a change is also heard at once through invalidation."""

@@ -207,30 +207,69 @@ class TokenStore:
 
     # -- connector records --------------------------------------------------------------
 
-    def _connector_key(self, record_id: str) -> str:
-        return f"{self._prefix}connector:{record_id}"
+    def _connector_key(self, name: str) -> str:
+        return f"{self._prefix}connector:{name}"
 
-    def save_connector_record(self, record_id: str, data: Mapping[str, Any]) -> Flow[int | None]:
-        """Store a connector record (its config may hold secrets: sealed like tokens)."""
-        key = self._connector_key(record_id)
-        aad = self._aad("connector", "", None, record_id)
-        return (yield from self._write(key, json.dumps(dict(data)).encode(), aad))
+    @property
+    def connectors_prefix(self) -> str:
+        """Every key of connector records and their change stamp starts with this."""
+        return f"{self._prefix}connector"
 
-    def load_connector_records(self) -> Flow[list[dict[str, Any]]]:
-        """Every readable connector record."""
+    @property
+    def connectors_stamp_key(self) -> str:
+        """Rewritten after every connector record change; workers poll its version."""
+        return f"{self._prefix}connectors-changed"
+
+    def save_connector_record(
+        self, name: str, data: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Flow[int | None]:
+        """Store the record of connector ``name`` (its config may hold secrets: sealed like
+        tokens), compare-and-set when ``expected_version`` is given; then bump the stamp."""
+        key = self._connector_key(name)
+        aad = self._aad("connector", "", None, name)
+        plain = json.dumps(dict(data), separators=(",", ":")).encode()
+        written = yield from self._write(key, plain, aad, expected_version=expected_version)
+        if written is not None:
+            yield StoreOp("put", (self.connectors_stamp_key, str(self._clock()).encode()))
+        return written
+
+    def load_connector_record(self, name: str) -> Flow[tuple[dict[str, Any] | None, int]]:
+        """The record of connector ``name`` and its version (0 when absent)."""
+        key = self._connector_key(name)
+        plain, version = yield from self._read(key, self._aad("connector", "", None, name))
+        return (None if plain is None else dict(json.loads(plain))), version
+
+    def load_connector_records(self) -> Flow[dict[str, dict[str, Any]]]:
+        """Every readable connector record, by connector name."""
         prefix = self._connector_key("")
         keys: list[str] = yield StoreOp("keys", (prefix,))
-        records: list[dict[str, Any]] = []
+        records: dict[str, dict[str, Any]] = {}
         for key in sorted(keys):
-            record_id = key[len(prefix) :]
-            plain, _ = yield from self._read(key, self._aad("connector", "", None, record_id))
+            name = key[len(prefix) :]
+            plain, _ = yield from self._read(key, self._aad("connector", "", None, name))
             if plain is not None:
-                records.append(dict(json.loads(plain)))
+                records[name] = dict(json.loads(plain))
         return records
 
-    def delete_connector_record(self, record_id: str) -> Flow[bool]:
-        """Remove a connector record."""
-        deleted: bool = yield StoreOp("delete", (self._connector_key(record_id),))
+    def connectors_stamp(self) -> Flow[int]:
+        """The version of the change stamp (0 before any change)."""
+        stored: tuple[bytes, int] | None = yield StoreOp("get", (self.connectors_stamp_key,))
+        return 0 if stored is None else stored[1]
+
+    def start_connectors_stamp(self) -> Flow[int]:
+        """Create the change stamp if absent; its version."""
+        new: int | None = yield StoreOp(
+            "put", (self.connectors_stamp_key, b"0"), {"expected_version": 0}
+        )
+        if new is not None:
+            return new
+        return (yield from self.connectors_stamp())
+
+    def delete_connector_record(self, name: str) -> Flow[bool]:
+        """Remove the record of connector ``name`` (the settings apply again)."""
+        deleted: bool = yield StoreOp("delete", (self._connector_key(name),))
+        if deleted:
+            yield StoreOp("put", (self.connectors_stamp_key, str(self._clock()).encode()))
         return deleted
 
     # -- login transactions (single use) ------------------------------------------------
