@@ -21,6 +21,7 @@ from authrelay.wsgi import AuthRelayWSGIMiddleware
 BASE = "https://app.example"
 ISSUER = "https://idp.example"
 OIDC_LOGO = "connectors/logos/oidc.svg"
+LISTED_LOGO = "/auth/connectors/idp/logo"  # the packaged logo, as /auth/connectors lists it
 
 
 def _relay(store: str, *, clock: Callable[[], float] = time.time, **extra: Any) -> Relay:
@@ -95,9 +96,9 @@ def test_a_change_on_one_worker_is_seen_by_another_on_sqlite_within_the_interval
     now = [1_700_000_000.0]
     one, two = _relay(db, clock=lambda: now[0]), _relay(db, clock=lambda: now[0])
     relays.extend([one, two])
-    assert _listed(two)[0]["logo"] == OIDC_LOGO
+    assert _listed(two)[0]["logo"] == LISTED_LOGO
     one.sync_driver.run(one.connectors.update("idp", metadata={"logo": "https://cdn.example/b"}))
-    assert _listed(two)[0]["logo"] == OIDC_LOGO  # trusted for admin.refresh_interval (5 s)
+    assert _listed(two)[0]["logo"] == LISTED_LOGO  # trusted for admin.refresh_interval (5 s)
     now[0] += 5
     assert _listed(two)[0]["logo"] == "https://cdn.example/b"
     one.sync_driver.run(one.connectors.update("idp", enabled=False))
@@ -114,7 +115,7 @@ def test_a_change_on_one_worker_is_heard_by_another_on_redis(relays: list[Relay]
     one = Relay(app_settings(ISSUER, BASE, store=store), clock=lambda: now[0])
     two = Relay(app_settings(ISSUER, BASE, store=store), clock=lambda: now[0])
     relays.extend([one, two])
-    assert _listed(one)[0]["logo"] == OIDC_LOGO and _listed(two)[0]["logo"] == OIDC_LOGO
+    assert _listed(one)[0]["logo"] == LISTED_LOGO and _listed(two)[0]["logo"] == LISTED_LOGO
     assert two.backend.hub.connected.wait(10)  # type: ignore[attr-defined]
     one.sync_driver.run(one.connectors.update("idp", metadata={"logo": "https://cdn.example/r"}))
     deadline = time.monotonic() + 10
