@@ -110,7 +110,8 @@ def machine() -> dict[str, Any]:
 def _direct_ratios(series: dict[str, Series]) -> dict[str, Any]:
     s = series
     ratios: dict[str, Any] = {
-        "anonymous_vs_bare": ratio(s["anonymous"], s["bare"]),
+        "anonymous_vs_bare": ratio(s["anonymous_ab"], s["bare_ab"]),
+        "anonymous_vs_bare_shuffled": ratio(s["anonymous"], s["bare"]),
         "session_vs_starlette_session": ratio(s["session"], s["starlette_session"]),
         "session_added_vs_itsdangerous": ratio(
             s["session"], s["itsdangerous_unsign"], minus=s["bare"]
