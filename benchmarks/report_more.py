@@ -299,7 +299,11 @@ def prose(figures: dict[str, Any]) -> list[str]:
         "joining `/data` to the base URL by parsing the whole URL a second time; the auth "
         "flow generator; the origin-guard hook; the cache key. The first three are gone: "
         "a hit is answered in the auth flow from the cache, spans are skipped when the tracer "
-        "is a no-op, and `/path` is joined as a string. What is left is in the table above. "
+        "is a no-op, and `/path` is joined as a string. What is left is in the table above; "
+        "the 401 and transient retries live in the same auth-flow generator and cost "
+        "nothing until such an answer comes; no call options are merged per call "
+        "(`with_options` builds them once), and httpx's merging of the client's defaults "
+        "(headers, cookie jar, timeout) is paid by the floor's client too. "
         "Not authrelay's, and paid by the floor as well: httpcore tries `import sniffio` "
         "on every async request when `sniffio` is not installed (newer anyio no longer pulls "
         "it in), and a failed import walks `sys.path` each time.",
