@@ -268,6 +268,21 @@ def _ceiling(figures: dict[str, Any]) -> list[str]:
 def prose(figures: dict[str, Any]) -> list[str]:
     """The Markdown paragraphs after the tables: ceiling, changed targets, T11's parts."""
     out = _ceiling(figures)
+    memory = figures.get("growth", {}).get("memory")
+    if memory:
+        grew = memory["authrelay"]["rss_mb"] - memory["authrelay"]["rss_before_mb"]
+        out += [
+            "## Memory",
+            "",
+            f"After {memory['authrelay']['users']:,} distinct bearer users made one call each, "
+            f"the app process with authrelay held {memory['authrelay']['rss_mb']:.0f} MB "
+            f"resident against {memory['bare']['rss_mb']:.0f} MB for the bare app; it grew "
+            f"{grew:.0f} MB while serving them. The verified-token cache keeps at most "
+            "`bearer.cache_size` entries (10,000 by default, ~2.5 KB each), so memory stops "
+            "growing there however many users come; the service token cache is bounded the "
+            "same way (`services.<name>.cache_size`, `cache_bytes`).",
+            "",
+        ]
     out += [
         "## Targets whose measure changed (issue 19)",
         "",
