@@ -99,6 +99,7 @@ def test_growth_rows(figures: dict[str, Any]) -> None:
     assert "## Cost as work grows" in text
     assert "token cache of 2,000" in text
     assert "## Where one process's ceiling is" in text
+    assert "## Memory" in text
 
 
 def test_downstream_parts_are_measured(figures: dict[str, Any]) -> None:
