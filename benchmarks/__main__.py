@@ -1,8 +1,9 @@
 """``python -m benchmarks [--quick] [--phases ...] [--out DIR] [--no-docs]``.
 
 Prints one table, writes ``results/latest.json`` and ``results/overhead.png`` and, for a
-full run, ``docs/performance.md``. A quick run writes ``results/quick.json`` only, so a
-smoke run never replaces the published figures.
+full run, ``docs/performance.md`` and the README's table (between its bench markers).
+A quick run writes ``results/quick.json`` only, so a smoke run never replaces the
+published figures.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import sys
 from pathlib import Path
 
 from .report import markdown, table, write_json, write_plot
+from .report_more import splice_readme
 from .run import Config, run
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "performance.md"
+README = HERE.parent / "README.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--phases",
         default=None,
-        help="comma-separated subset of: direct,services,wsgi,server,scale,redis",
+        help="comma-separated subset of: direct,services,wsgi,wsgi_servers,server,scale,"
+        "growth,redis",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_docs and args.phases is None:
             DOCS.parent.mkdir(parents=True, exist_ok=True)
             DOCS.write_text(markdown(figures), encoding="utf-8")
+            if README.exists():
+                text = README.read_text(encoding="utf-8")
+                README.write_text(splice_readme(text, figures), encoding="utf-8")
     return 1 if figures["errors"] else 0
 
 

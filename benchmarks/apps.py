@@ -76,7 +76,10 @@ def bare_app(extra: list[Route] | None = None) -> Starlette:
 
 
 def relay_settings(
-    idp: BenchIdP, services: dict[str, Any] | None = None, store: dict[str, Any] | None = None
+    idp: BenchIdP,
+    services: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> Settings:
     """authrelay settings for the benchmark: session cookies, bearer JWTs, optional services."""
     data: dict[str, Any] = {
@@ -92,6 +95,7 @@ def relay_settings(
         data["services"] = services
     if store:
         data["store"] = store
+    data.update(extra)
     return Settings.model_validate(data)
 
 

@@ -36,7 +36,7 @@ from .apps import (
     starlette_session_peer,
 )
 from .idp import BenchIdP, raw_verifier
-from .timing import Series, interleave_async
+from .timing import Series, alternate_async, interleave_async
 
 __all__ = ["run_direct"]
 
@@ -143,6 +143,11 @@ async def run_direct(
     }
     series = await interleave_async(
         variants, rounds=rounds, inner=inner, sync_variants=sync_floors, sync_inner=inner * 20
+    )
+    # T01 sits close to its limit: the bare app and the anonymous request once more, in
+    # alternating ABBA rounds of their own, so the ratio is taken on neighbouring samples.
+    series["bare_ab"], series["anonymous_ab"] = await alternate_async(
+        variants["bare"], variants["anonymous"], rounds=2 * rounds, inner=4 * inner
     )
     facts = {"tokens_minted": 2 * needed}
     return series, facts

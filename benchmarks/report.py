@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .report_more import extra_sections, growth_curves, prose, storm_rows
+
 __all__ = ["markdown", "table", "write_json", "write_plot"]
 
 DIRECT_ROWS = [
@@ -48,41 +50,49 @@ WSGI_ROWS = [
 ]
 SERVER_ROWS = [
     ("bare", "1. bare Starlette"),
+    ("bare_bearer_bytes", "   floor of T17: bare Starlette sent the bearer request's bytes"),
     ("anonymous", "2. authrelay anonymous"),
     ("session", "3. authrelay session cookie"),
     ("bearer", "4. authrelay bearer (cache)"),
     ("header", "5. authrelay authorization_header()"),
     ("authlib_peer", "peer: Authlib tutorial stack"),
+    ("bare@httptools", "1. bare Starlette [httptools]"),
+    ("bare_bearer_bytes@httptools", "   floor of T17h: the bearer request's bytes [httptools]"),
+    ("anonymous@httptools", "2. authrelay anonymous [httptools]"),
+    ("bearer@httptools", "4. authrelay bearer (cache) [httptools]"),
 ]
 
 
 NOTES = {
-    "T01": "What is left after the fixes (no send wrapper without a cookie, one shared "
-    "anonymous ``Services``, no resolver call without credentials) is the header scan, one "
-    "coroutine frame and the four documented scope writes: about 0.9 µs on a ~15 µs bare "
-    "request. Side-by-side A/B runs give 1.06-1.12; this run's spread straddles the limit.",
-    "T03": "The floor is 0.4-0.6 µs. A Python class that only forwards the call already costs "
-    "1.4-1.9x that (calling an instance's ``__call__``); the two header reads and the path "
-    "check bring it to ~2.1x and the four documented ``environ`` keys to ~2.7x. Reaching 2x "
-    "would mean a plain function instead of the middleware class (measured 1.12x) or fewer "
-    "environ keys, an API change not worth a microsecond under any real WSGI app.",
+    "T01": "What is left on the anonymous path is the header scan, one coroutine frame and "
+    "the four documented scope writes: about 0.9 µs on a ~13-15 µs bare request. The ratio "
+    "is taken in alternating rounds; a loaded machine can still tip it over the limit.",
+    "T03": "Flask's own request handling is ~70 µs; authrelay's anonymous WSGI path adds "
+    "well under a microsecond of it, so a miss here is noise (see the spread).",
     "T06": "After the fixes (one parse and one hash per token, keys extracted once with "
     "prebuilt padding and hash objects, validated headers remembered) fresh tokens cost "
     "~1.2x the floor in tight loops; the floor verifies one fixed signature in a loop, and "
     "Python code right after an OpenSSL verify runs 2-4x slower than in a tight loop "
     "(likely cache eviction; a hypothesis, not measured with counters). About 4 µs is the "
     "frozen Principal, Credentials and Resolution objects, which are public types.",
-    "T11": "The warm call adds the httpx ``Auth`` flow (a generator per request), the cache "
-    "lookup and an OpenTelemetry span when the API is installed; on a loopback call of "
-    "~2 ms the difference is within this run's spread (1.01-1.29). Not profiled further.",
-    "T15": "The token endpoint answers after 50 ms; the storm's wall time is that one call "
-    "plus every one of the N requests through the middleware on one core (bearer check "
-    "from cache, route, response). On a loaded 2-core machine N x ~0.3-0.7 ms dominates. "
-    "The single-flight itself holds (exactly one token call). The target needs either a "
-    "slower real provider (typical 100-300 ms) or a cheaper per-request path.",
-    "T17": "Mostly noise: the cached-bearer path costs ~10 µs in direct calls against "
-    "~400 µs per request under uvicorn, and the request carries ~700 more header bytes for "
-    "the server to parse. A calm server-only run read 1.16; this loaded full run 0.90.",
+    "T11": "See 'The warm downstream call (T11)' below and the table of its parts: what "
+    "authrelay adds is measured without the network; over loopback the floor itself swings "
+    "by more than that between rounds.",
+    "T15": "Not the single-flight (one token call, asserted) but the event loop's queue: "
+    "gather() makes all 1,000 requests ready at once, and the leader's token request "
+    "yields inside httpcore (anyio lock checkpoints) before it is written, so it waits for "
+    "every other request's first step, and for a pass of the ready queue at each further "
+    "checkpoint. Traced on this machine: the token call took 55 ms alone and 251 ms inside "
+    "a storm of 1,000 (59 ms in a storm of 100). Requests that arrive over the network are "
+    "spread in time, so a server sees less of this; fixing it in-process would mean writing "
+    "the token request before the first yield, which httpx does not offer.",
+    "T17": "Profiled in the uvicorn process (cProfile, httptools): per request the bearer "
+    "path spends most in `bearer_token` (checking ~700 characters of b64token syntax) and "
+    "SHA-256 of the token for the cache key, then the cache hit and a per-request "
+    "`Services`; ~5-8 µs without the profiler against ~100-200 µs a request. Both run on "
+    "every request even when the token is cached (a cache keyed by the raw header could "
+    "skip them; that is the identity layer's code, left for its owners).",
+    "T17h": "As T17: httptools makes the server's share smaller, so the same µs weigh more.",
 }
 
 
@@ -133,25 +143,7 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
     rows = [["figure", "value", "", ""]]
     storm = scale.get("storm")
     if storm:
-        rows.append(
-            [f"storm of {storm['size']}: token-endpoint calls", str(storm["token_calls"]), "", ""]
-        )
-        rows.append(
-            [
-                "storm: p50 / p99 latency (ms)",
-                f"{storm['p50_ms']:.1f} / {storm['p99_ms']:.1f}",
-                "",
-                "",
-            ]
-        )
-        rows.append(
-            [
-                "storm: wall / one cold request",
-                _fmt(storm["wall_vs_one"]),
-                f"{storm['wall_ms']:.0f} ms / {storm['one_ms']:.0f} ms",
-                "",
-            ]
-        )
+        rows += storm_rows(storm)
     for kind in ("token_cache", "bearer_cache"):
         for size, entry in (scale.get("memory", {}).get(kind) or {}).items():
             rows.append(
@@ -167,6 +159,7 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
     redis_rows = _redis_rows(figures.get("redis", {}))
     if len(redis_rows) > 1:
         sections.append(("Several workers sharing Redis (issue #6)", redis_rows))
+    sections += extra_sections(figures)
     rows = [["target", "measured (p25-p75)", "limit", "result"]]
     for t in figures.get("targets", []):
         spread = f" ({t['spread'][0]:.2f}-{t['spread'][1]:.2f})" if t.get("spread") else ""
@@ -179,7 +172,7 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
                 result,
             ]
         )
-    sections.append(("Targets (issue #7)", rows))
+    sections.append(("Targets (issues #7 and 19)", rows))
     return sections
 
 
@@ -296,6 +289,7 @@ def markdown(figures: dict[str, Any]) -> str:
             note = NOTES.get(t["id"], "not profiled yet.")
             out.append(f"- **{t['id']}** ({t['text']}): {note}")
         out.append("")
+    out.extend(prose(figures))
     out.append("## How to read these figures")
     out.append("")
     out.extend(
@@ -304,13 +298,18 @@ def markdown(figures: dict[str, Any]) -> str:
             "  the run started. Absolute µs move with load; ratios taken within a round move",
             "  much less, which is why targets are judged on ratios.",
             "- Direct calls run the ASGI app with a scope and no server; throughput runs each",
-            "  variant in its own uvicorn process (h11, 1 worker) loaded by a raw asyncio",
-            "  keep-alive client from this process.",
+            "  variant in its own uvicorn process (1 worker, asyncio loop; h11, and",
+            "  httptools for the rows marked so) loaded by a raw asyncio keep-alive client",
+            "  from this process. The WSGI servers close every connection (gunicorn's sync",
+            "  worker, werkzeug), so their rows include a TCP connect per request.",
+            "- Token-cache sizes and resident memory are measured each in a fresh process",
+            "  (`VmRSS` before and after, after a garbage collection).",
             "- `cachetools.TTLCache.get` (the floor of T08/T09) takes its timer as a context",
             "  manager on every lookup, so it is several times a plain dict lookup.",
             "- First-sight bearer figures are request time minus the bare app, divided by",
             "  `cryptography`'s verify of the same signature with the key parsed once.",
-            "- The storm and the downstream servers run in their own processes.",
+            "- The storm and the downstream servers run in their own processes. Storm",
+            "  latencies are each request's answer time since all of them arrived.",
             "- The sidecar peer (T12) is authrelay's own sidecar under uvicorn in its own",
             "  process, asked for the header over one keep-alive `httpx` connection.",
             "- Redis round trips are counted in the measuring process by wrapping redis-py's",
@@ -355,7 +354,23 @@ def write_plot(figures: dict[str, Any], path: Path) -> bool:
             values.append(d["median"] - floor)
             low.append(d["median"] - d["p25"])
             high.append(d["p75"] - d["median"])
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
+    curves = growth_curves(figures.get("growth", {}))
+    height = 0.45 * len(labels) + 1.5
+    if curves:
+        fig, (ax, gx) = plt.subplots(
+            1, 2, figsize=(15, max(height, 4.5)), gridspec_kw={"width_ratios": [3, 2]}
+        )
+        for name, points in curves.items():
+            xs, ys = zip(*points, strict=True)
+            gx.plot(xs, ys, marker="o", label=name)
+        gx.set_xscale("log")
+        gx.set_xlabel("services + connectors · JWKS keys · cached tokens")
+        gx.set_ylabel("x the smallest size (median)")
+        gx.set_title("cost as work grows")
+        gx.axhline(1.0, color="black", linewidth=0.8)
+        gx.legend(fontsize=8)
+    else:
+        fig, ax = plt.subplots(figsize=(9, height))
     ax.barh(range(len(labels)), values, xerr=[low, high], color="#4c72b0", capsize=3)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()

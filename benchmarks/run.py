@@ -46,9 +46,21 @@ class Config:
     server_concurrency: int = 16
     storm_size: int = 1000
     storm_token_delay: float = 0.05
+    storm_rounds: int = 5
     memory_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    cache_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    rss_users: int = 100_000
     quick: bool = False
-    phases: tuple[str, ...] = ("direct", "services", "wsgi", "server", "scale", "redis")
+    phases: tuple[str, ...] = (
+        "direct",
+        "services",
+        "wsgi",
+        "wsgi_servers",
+        "server",
+        "scale",
+        "growth",
+        "redis",
+    )
 
     @classmethod
     def quick_config(cls) -> Config:
@@ -60,7 +72,10 @@ class Config:
             server_seconds=1.0,
             server_rounds=1,
             storm_size=200,
+            storm_rounds=2,
             memory_sizes=(1_000, 5_000),
+            cache_sizes=(10_000,),
+            rss_users=2_000,
             quick=True,
         )
 
@@ -76,7 +91,10 @@ class Config:
             server_concurrency=4,
             storm_size=50,
             storm_token_delay=0.02,
+            storm_rounds=1,
             memory_sizes=(200, 400),
+            cache_sizes=(1_000, 2_000),
+            rss_users=100,
             quick=True,
             phases=phases,
         )
@@ -110,7 +128,8 @@ def machine() -> dict[str, Any]:
 def _direct_ratios(series: dict[str, Series]) -> dict[str, Any]:
     s = series
     ratios: dict[str, Any] = {
-        "anonymous_vs_bare": ratio(s["anonymous"], s["bare"]),
+        "anonymous_vs_bare": ratio(s["anonymous_ab"], s["bare_ab"]),
+        "anonymous_vs_bare_shuffled": ratio(s["anonymous"], s["bare"]),
         "session_vs_starlette_session": ratio(s["session"], s["starlette_session"]),
         "session_added_vs_itsdangerous": ratio(
             s["session"], s["itsdangerous_unsign"], minus=s["bare"]
@@ -164,6 +183,7 @@ def run(config: Config, *, progress: Callable[[str], None] = lambda _: None) -> 
         "wsgi": {},
         "scale": {},
         "redis": {},
+        "growth": {},
         "skipped": {},
         "errors": {},
     }
@@ -218,6 +238,18 @@ def _phase_server(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> Non
     server.run_phase(idp, config, figures)
 
 
+def _phase_growth(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> None:
+    from . import growth
+
+    growth.run_phase(idp, config, figures)
+
+
+def _phase_wsgi_servers(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> None:
+    from . import wsgi_servers
+
+    wsgi_servers.run_phase(idp, config, figures)
+
+
 def _phase_redis(idp: BenchIdP, config: Config, figures: dict[str, Any]) -> None:
     from . import workers
 
@@ -236,5 +268,7 @@ _PHASES: dict[str, Callable[[BenchIdP, Config, dict[str, Any]], None]] = {
     "wsgi": _phase_wsgi,
     "server": _phase_server,
     "scale": _phase_scale,
+    "growth": _phase_growth,
+    "wsgi_servers": _phase_wsgi_servers,
     "redis": _phase_redis,
 }

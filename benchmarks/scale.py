@@ -39,6 +39,7 @@ from .apps import asgi_get, bare_app, make_scope, relay_settings
 from .idp import BenchIdP
 from .serve import spawn
 from .services import service_routes
+from .timing import summary
 
 __all__ = ["run_phase"]
 
@@ -61,44 +62,80 @@ async def _timed(app: Any, scope: dict[str, Any]) -> tuple[int, float]:
     return status, time.perf_counter() - start
 
 
-async def _storm(idp: BenchIdP, token_url: str, size: int) -> dict[str, Any]:
+async def _gather(app: Any, scope: dict[str, Any], size: int) -> tuple[float, list[float]]:
+    """Wall time of ``size`` concurrent requests, and each one's answer time since they all
+    arrived (the storm's start): a request's own run time would leave out the queue."""
+    start = time.perf_counter()
+
+    async def one() -> tuple[int, float]:
+        status, _ = await asgi_get(app, scope)
+        return status, time.perf_counter() - start
+
+    results = await asyncio.gather(*(one() for _ in range(size)))
+    wall = time.perf_counter() - start
+    bad = [status for status, _ in results if status != 200]
+    if bad:
+        raise RuntimeError(f"storm: {len(bad)} of {size} requests failed ({bad[:3]})")
+    return wall, sorted(elapsed for _, elapsed in results)
+
+
+def _p(latencies: list[float], q: float) -> float:
+    return 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * q))]
+
+
+async def _storm(idp: BenchIdP, token_url: str, size: int, rounds: int) -> dict[str, Any]:
+    """Per round: one cold request (a token call), a cold storm, the same storm warm."""
     relay = Relay(relay_settings(idp, _storm_settings(token_url)))
     app = AuthRelayMiddleware(bare_app(service_routes()), relay=relay)
+    per_round: dict[str, list[float]] = {}
+    calls_per_storm: list[int] = []
     try:
         async with httpx.AsyncClient() as client:
 
             async def calls() -> int:
                 return int((await client.get(f"{token_url}/count")).json()["token_calls"])
 
-            one_token, storm_token = idp.mint("RS256", sub="bob"), idp.mint("RS256", sub="carol")
-            for token in (one_token, storm_token):  # identity known: only the service is cold
-                status, _ = await asgi_get(app, make_scope("/open", _auth(token)))
+            for index in range(rounds):
+                one_token = idp.mint("RS256", sub=f"one-{index}")
+                storm_token = idp.mint("RS256", sub=f"storm-{index}")
+                for token in (one_token, storm_token):  # identity known: only the service is cold
+                    status, _ = await asgi_get(app, make_scope("/open", _auth(token)))
+                    if status != 200:
+                        raise RuntimeError(f"bearer warm-up answered {status}")
+                status, one = await _timed(app, make_scope("/header", _auth(one_token)))
                 if status != 200:
-                    raise RuntimeError(f"bearer warm-up answered {status}")
-            status, one = await _timed(app, make_scope("/header", _auth(one_token)))
-            if status != 200:
-                raise RuntimeError(f"one cold request answered {status}")
-            before = await calls()
-            scope = make_scope("/header", _auth(storm_token))
-            start = time.perf_counter()
-            results = await asyncio.gather(*(_timed(app, scope) for _ in range(size)))
-            wall = time.perf_counter() - start
-            token_calls = await calls() - before
+                    raise RuntimeError(f"one cold request answered {status}")
+                scope = make_scope("/header", _auth(storm_token))
+                before = await calls()
+                cold, cold_latencies = await _gather(app, scope, size)
+                calls_per_storm.append(await calls() - before)
+                warm, warm_latencies = await _gather(app, scope, size)
+                figures = {
+                    "one_ms": 1000 * one,
+                    "wall_ms": 1000 * cold,
+                    "warm_wall_ms": 1000 * warm,
+                    "p50_ms": _p(cold_latencies, 0.5),
+                    "p99_ms": _p(cold_latencies, 0.99),
+                    "warm_p50_ms": _p(warm_latencies, 0.5),
+                    "warm_p99_ms": _p(warm_latencies, 0.99),
+                    "cold_minus_warm_vs_one": (cold - warm) / one,
+                    "wall_vs_one": cold / one,
+                    "p99_vs_warm_p99": _p(cold_latencies, 0.99) / _p(warm_latencies, 0.99),
+                }
+                for name, value in figures.items():
+                    per_round.setdefault(name, []).append(value)
     finally:
         await relay.aclose()
-    bad = [status for status, _ in results if status != 200]
-    if bad:
-        raise RuntimeError(f"storm: {len(bad)} of {size} requests failed ({bad[:3]})")
-    latencies = sorted(elapsed for _, elapsed in results)
-    return {
+    result: dict[str, Any] = {
         "size": size,
-        "token_calls": token_calls,
-        "p50_ms": 1000 * latencies[len(latencies) // 2],
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        "wall_ms": 1000 * wall,
-        "one_ms": 1000 * one,
-        "wall_vs_one": wall / one,
+        "rounds": rounds,
+        "token_calls": max(calls_per_storm),
+        "token_calls_per_storm": calls_per_storm,
     }
+    for name, values in per_round.items():
+        result[name] = statistics.median(values)
+        result[name + "_spread"] = summary(values)
+    return result
 
 
 def _auth(token: str) -> list[tuple[bytes, bytes]]:
@@ -193,7 +230,9 @@ def _memory(fill: Any, lookup: str, size: int) -> dict[str, float]:
 def run_phase(idp: BenchIdP, config: Any, figures: dict[str, Any]) -> None:
     """Storm and memory figures into ``figures["scale"]``."""
     with spawn("token", issuer=idp.issuer, delay=config.storm_token_delay) as (token_url, _):
-        figures["scale"]["storm"] = asyncio.run(_storm(idp, token_url, config.storm_size))
+        figures["scale"]["storm"] = asyncio.run(
+            _storm(idp, token_url, config.storm_size, config.storm_rounds)
+        )
     figures["scale"]["storm"]["token_delay_ms"] = 1000 * config.storm_token_delay
     relay = Relay(relay_settings(idp, _storm_settings("http://127.0.0.1:9")))
     memory: dict[str, dict[str, Any]] = {"token_cache": {}, "bearer_cache": {}}

@@ -77,10 +77,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--issuer", default="")
     parser.add_argument("--downstream", default="")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--http", default="h11", choices=("h11", "httptools"))
     args = parser.parse_args(argv)
     app, info = _build(args.kind, args.issuer, args.downstream, args.delay)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=args.port, log_level="error", access_log=False
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="error",
+        access_log=False,
+        http=args.http,
+        loop="asyncio",
     )
     server = uvicorn.Server(config)
 
@@ -104,6 +111,7 @@ def spawn(
     issuer: str = "",
     downstream: str = "",
     delay: float = 0.0,
+    http: str = "h11",
     timeout: float = 30.0,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Start ``kind`` on a free loopback port; yield ``(base_url, info)``; stop it on exit."""
@@ -117,6 +125,8 @@ def spawn(
         command += ["--downstream", downstream]
     if delay:
         command += ["--delay", str(delay)]
+    if http != "h11":
+        command += ["--http", http]
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=_root()
     )

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Series", "interleave_async", "interleave_sync", "ratio", "summary"]
+__all__ = ["Series", "alternate_async", "interleave_async", "interleave_sync", "ratio", "summary"]
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,34 @@ async def interleave_async(
             if index >= warmup:
                 results[name].append(elapsed / count / 1000.0)
     return {name: Series(name, tuple(values)) for name, values in results.items()}
+
+
+async def alternate_async(
+    floor: Callable[[], Awaitable[object]],
+    subject: Callable[[], Awaitable[object]],
+    *,
+    rounds: int,
+    inner: int,
+    warmup: int = 1,
+) -> tuple[Series, Series]:
+    """A floor and a subject in alternating ABBA rounds, for a ratio close to 1.
+
+    Each round runs ``inner // 2`` calls of the floor, then of the subject, then the subject
+    again and the floor again, so a load change that drifts steadily through the round
+    weighs on both alike. Returns µs per call (floor, subject), one value per round.
+    """
+    half = max(1, inner // 2)
+    clock = time.perf_counter_ns
+    values: tuple[list[float], list[float]] = ([], [])
+    for index in range(warmup + rounds):
+        spent = [0, 0]
+        for which in (0, 1, 1, 0):
+            fn = subject if which else floor
+            start = clock()
+            for _ in range(half):
+                await fn()
+            spent[which] += clock() - start
+        if index >= warmup:
+            for which in (0, 1):
+                values[which].append(spent[which] / (2 * half) / 1000.0)
+    return Series("floor", tuple(values[0])), Series("subject", tuple(values[1]))

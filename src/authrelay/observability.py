@@ -182,10 +182,17 @@ else:
     _tracer = _trace.get_tracer("authrelay")
 
 
+_NO_SPAN: AbstractContextManager[Any] = nullcontext()
+
+
 def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
-    """An OpenTelemetry span when ``opentelemetry-api`` is installed, else nothing."""
-    if _tracer is None:
-        return nullcontext()
+    """An OpenTelemetry span when a tracer provider is configured, else nothing.
+
+    With ``opentelemetry-api`` alone (no SDK) the tracer is a no-op: the span is skipped
+    rather than built and thrown away (a few µs on every downstream call).
+    """
+    if _tracer is None or isinstance(getattr(_tracer, "_tracer", _tracer), _trace.NoOpTracer):
+        return _NO_SPAN
     return _otel_span(name, attributes)
 
 

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def figures() -> dict[str, Any]:
-    return run(Config.tiny(("direct", "services", "wsgi", "server", "scale")))
+    return run(
+        Config.tiny(("direct", "services", "wsgi", "wsgi_servers", "server", "scale", "growth"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,78 @@ def test_every_phase_ran_without_error(figures: dict[str, Any]) -> None:
 def test_storm_made_exactly_one_token_call(figures: dict[str, Any]) -> None:
     storm = figures["scale"]["storm"]
     assert storm["token_calls"] == 1
+    assert storm["token_calls_per_storm"] == [1] * storm["rounds"]
     assert storm["size"] == 50
     assert storm["p50_ms"] <= storm["p99_ms"]
+    assert storm["warm_p50_ms"] <= storm["warm_p99_ms"]
+    assert storm["warm_wall_ms"] > 0
+    assert storm["p99_vs_warm_p99"] > 0
+    t15 = next(t for t in figures["targets"] if t["id"] == "T15")
+    assert t15["value"] == storm["cold_minus_warm_vs_one"]
+
+
+def test_t17_floor_gets_the_same_bytes_under_both_parsers(figures: dict[str, Any]) -> None:
+    rps = figures["server"]["rps"]
+    for suffix in ("", "@httptools"):
+        for name in ("bare", "bare_bearer_bytes", "anonymous", "bearer"):
+            assert rps[name + suffix]["median"] > 0
+    assert figures["ratios"]["rps_bearer_vs_same_bytes"]["median"] > 0
+    assert figures["ratios"]["rps_bearer_vs_same_bytes_httptools"]["median"] > 0
+    text = table(figures)
+    assert "floor of T17: bare Starlette sent the bearer request's bytes" in text
+    assert "4. authrelay bearer (cache) [httptools]" in text
+
+
+def test_wsgi_under_gunicorn_and_werkzeug(figures: dict[str, Any]) -> None:
+    section = figures["wsgi_servers"]
+    assert set(section["rps"]) == {
+        f"{kind}@{server}"
+        for kind in ("wsgi_bare", "wsgi_authrelay", "flask", "flask_authrelay")
+        for server in ("gunicorn", "werkzeug")
+    }
+    assert all(entry["median"] > 0 for entry in section["rps"].values())
+    assert set(section["vs_floor"]) == {
+        "wsgi_authrelay@gunicorn",
+        "wsgi_authrelay@werkzeug",
+        "flask_authrelay@gunicorn",
+        "flask_authrelay@werkzeug",
+    }
+    assert "gunicorn · Flask + authrelay, anonymous" in table(figures)
+
+
+def test_growth_rows(figures: dict[str, Any]) -> None:
+    growth = figures["growth"]
+    for count in (1, 10, 100):
+        assert growth["services"]["calls"][f"open_{count}"]["median"] > 0
+        assert growth["services"]["calls"][f"header_{count}"]["median"] > 0
+        assert growth["jwks"]["calls"][f"first_sight_{count}"]["median"] > 0
+    assert set(growth["token_cache"]) == {"1000", "2000"}
+    for entry in growth["token_cache"].values():
+        assert entry["bytes_per_entry"] > 0
+        assert entry["lookup_us"] > 0
+        assert entry["evicting_put_us"] > 0
+    memory = growth["memory"]
+    assert memory["authrelay"]["users"] == memory["bare"]["users"] == 100
+    assert memory["authrelay"]["rss_mb"] > 0 and memory["bare"]["rss_mb"] > 0
+    text = markdown(figures)
+    assert "## Cost as work grows" in text
+    assert "token cache of 2,000" in text
+    assert "## Where one process's ceiling is" in text
+    assert "## Memory" in text
+
+
+def test_downstream_parts_are_measured(figures: dict[str, Any]) -> None:
+    client_side = figures["services"]["client_side"]
+    assert client_side["floor"]["median"] > 0
+    assert set(client_side["parts_us"]) == {
+        "per_request_client",
+        "cache_key",
+        "cache_hit",
+        "origin_guard_hook",
+        "tracing_span",
+        "path_join",
+    }
+    assert "Warm downstream call without the network" in markdown(figures)
 
 
 def test_figures_have_median_and_spread(figures: dict[str, Any]) -> None:
@@ -81,7 +153,7 @@ def test_wsgi_scenario_5_flask_header_route(figures: dict[str, Any]) -> None:
 
 def test_every_target_is_judged(figures: dict[str, Any]) -> None:
     targets = {t["id"]: t for t in figures["targets"]}
-    assert len(targets) == 18
+    assert len(targets) == 19
     measured = {t_id for t_id, t in targets.items() if t["met"] is not None}
     assert measured == set(targets) - {"T18"}  # T18 is the redis phase's
     for target in targets.values():
@@ -92,7 +164,7 @@ def test_outputs_render_from_the_json(figures: dict[str, Any], tmp_path: Path) -
     path = tmp_path / "latest.json"
     write_json(figures, path)
     loaded = json.loads(path.read_text())
-    assert "Targets (issue #7)" in table(loaded)
+    assert "Targets (issues #7 and 19)" in table(loaded)
     assert "| T14 cold-start storm" in markdown(loaded)
 
 
@@ -145,3 +217,15 @@ def test_redis_workers_share_one_token_and_clean_up(redis_figures: dict[str, Any
     assert section["token_calls_for_all_workers"] == 3
     assert section["keys_deleted"] > 0
     assert "Several workers sharing Redis (issue #6)" in markdown(redis_figures)
+
+
+def test_readme_table_is_written_between_its_markers(figures: dict[str, Any]) -> None:
+    from benchmarks.report_more import README_END, README_START, splice_readme
+
+    readme = f"intro\n{README_START}\nold table\n{README_END}\nafter\n"
+    written = splice_readme(readme, figures)
+    assert "old table" not in written
+    assert written.startswith("intro\n") and written.endswith(f"{README_END}\nafter\n")
+    assert "| T15 cold storm of 1,000" in written
+    assert "| T18" not in written  # not measured in this run: no row
+    assert splice_readme("no markers", figures) == "no markers"

@@ -145,7 +145,9 @@ class _Auth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(effect, _Need):
-                value = client._header(effect.stale)
+                stale = effect.stale
+                # The warm path: a cache hit needs neither the acquisition flow nor its span.
+                value = (client._cached() if stale is None else None) or client._header(stale)
             elif isinstance(effect, _Wait):
                 time.sleep(effect.seconds)
                 value = None
@@ -165,12 +167,22 @@ class _Auth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(effect, _Need):
-                value = await client._header(effect.stale)
+                stale = effect.stale
+                # The warm path: a cache hit needs neither the acquisition flow nor its span.
+                value = (client._cached() if stale is None else None) or await client._header(stale)
             elif isinstance(effect, _Wait):
                 await asyncio.sleep(effect.seconds)
                 value = None
             else:
                 value = yield effect
+
+
+def _joined(runtime: ServiceRuntime, url: str | httpx.URL) -> str | httpx.URL:
+    """``/path`` joined to the base URL as httpx would join it, without its second parse."""
+    prefix = runtime.url_prefix
+    if prefix is not None and type(url) is str and url[:1] == "/" and url[1:2] != "/":
+        return prefix + url[1:]
+    return url
 
 
 def _decode(response: httpx.Response, service: str) -> Any:
@@ -228,6 +240,18 @@ class _Base:
     def _make_key(self) -> Hashable | None:
         key = self._key = self._runtime.key(self._principal, self._credentials, self._options)
         return key
+
+    def _cached(self) -> str | None:
+        """The header from the cache when it is warm and unexpired, else None."""
+        key = self._key
+        if key is _UNSET:
+            key = self._make_key()
+        runtime = self._runtime
+        entry = self._cache.get(key)
+        if entry is not None and entry.use_until > runtime.clock():
+            runtime.hits += 1
+            return entry.header
+        return None
 
     def with_options(
         self,
@@ -301,6 +325,7 @@ class AsyncServiceClient(_Base):
         """Send a request through the pooled client with this caller's authorization."""
         kwargs["auth"] = self._auth
         runtime = self._runtime
+        url = _joined(runtime, url)
         with span("authrelay.downstream", service=runtime.name, method=method):
             return await runtime.async_client.request(method, url, **kwargs)
 
@@ -368,6 +393,7 @@ class SyncServiceClient(_Base):
         """Send a request through the pooled client with this caller's authorization."""
         kwargs["auth"] = self._auth
         runtime = self._runtime
+        url = _joined(runtime, url)
         with span("authrelay.downstream", service=runtime.name, method=method):
             return runtime.sync_client.request(method, url, **kwargs)
 

@@ -71,7 +71,14 @@ class ServiceRuntime:
         self.flow = settings.flow
         self.clock = relay.clock
         self.base_url = settings.base_url
-        self.origin = origin_of(httpx.URL(settings.base_url))
+        base = httpx.URL(settings.base_url)
+        self.origin = origin_of(base)
+        # What httpx would join a relative "/path" to, as a string: joining here saves the
+        # client a second parse of the whole URL per call (None: let httpx join).
+        self.url_prefix: str | None = None
+        if not base.query and not base.fragment:
+            path = base.raw_path if base.raw_path.endswith(b"/") else base.raw_path + b"/"
+            self.url_prefix = str(base.copy_with(raw_path=path))
         self.scopes = tuple(sorted(set(settings.scopes)))
         self.margin = float(settings.expiry_margin)
         self.cache = TokenCache(settings.cache_size, settings.cache_bytes, clock=relay.clock)
