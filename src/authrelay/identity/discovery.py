@@ -17,7 +17,6 @@ All I/O is yielded to the driver (:func:`authrelay._io.send`); nothing here bloc
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ import httpx
 
 from .. import _io
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import IdentityProviderUnavailable
 from ..settings import HttpSettings
@@ -265,7 +265,7 @@ class Discovery:
             )
             raise metadata_failure("metadata", _FAILURE_TTL)
         try:
-            data = json.loads(response.content)
+            data = parse_object(response.content, max_bytes=self.http.max_metadata_bytes)
         except ValueError:
             logger.warning("discovery_failed issuer=%s reason=not_json", self.issuer)
             raise metadata_failure("metadata", _FAILURE_TTL) from None

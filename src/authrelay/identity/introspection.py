@@ -21,7 +21,6 @@ cache (:class:`authrelay.identity.tokencache.TokenCache`).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import time
@@ -36,6 +35,7 @@ import httpx
 from .. import _io
 from .._crypto import fingerprint_of
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import ConfigurationError, IdentityProviderUnavailable
 from ..settings import ClientSettings, HttpSettings
@@ -174,7 +174,7 @@ class Introspector:
             logger.warning("introspection_unavailable status=%d", status)
             raise _unavailable()
         try:
-            data = json.loads(response.content)
+            data = parse_object(response.content, max_bytes=self.http.max_token_bytes)
         except ValueError:
             data = None
         if not isinstance(data, dict):

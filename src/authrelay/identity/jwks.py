@@ -18,7 +18,6 @@ TR-01); token headers (``jku``, ``x5u``, ``jwk``, ``x5c``) never reach this modu
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from joserfc.jws import JWSRegistry
 
 from .. import _io
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..settings import HttpSettings
@@ -388,7 +388,9 @@ class JwksCache:
             )
             raise metadata_failure("signing keys", _FAILURE_TTL)
         try:
-            return parse_jwks(json.loads(response.content))
+            return parse_jwks(
+                parse_object(response.content, max_bytes=self.http.max_metadata_bytes)
+            )
         except ValueError:
             logger.warning("jwks_fetch_failed jwks_uri=%s reason=malformed", self.jwks_uri)
             raise metadata_failure("signing keys", _FAILURE_TTL) from None
