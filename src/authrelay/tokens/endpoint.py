@@ -8,6 +8,7 @@ Defends against:
   429/503; :data:`SAFE` (client credentials, exchange, OBO) also retries other 5xx;
 - hammering a struggling provider (CL-02): at most ``retries`` retries with exponential
   backoff and full jitter, ``Retry-After`` honoured up to 30 s, all inside one deadline;
+  an attempt that timed out is not retried (it spent the whole deadline, TR-03);
 - unusable answers (RFC 6749 §5.1, RFC 8693 §2.2.1, TX-02): a body that is not a JSON
   object, a missing ``access_token``, a ``token_type`` other than Bearer (``N_A``
   included), a non-numeric ``expires_in``, a missing or unexpected ``issued_token_type``;
@@ -101,8 +102,9 @@ def request_token(
         try:
             response = yield from _io.send(request, max_bytes=max_bytes, total_timeout=timeout)
         except TransportFailure as failure:
-            retryable = policy.replay == SAFE or (
-                policy.replay == UNREACHED and not failure.reached
+            # A timed-out attempt spent the whole deadline: answer now rather than wait again.
+            retryable = not (failure.timeout and failure.reached) and (
+                policy.replay == SAFE or (policy.replay == UNREACHED and not failure.reached)
             )
             wait = _backoff(attempt) if retryable else None
             error: AuthRelayError = (
