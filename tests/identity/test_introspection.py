@@ -235,6 +235,32 @@ def test_in04_our_credentials_refused_is_503_with_error_log(
         unavailable(driver, verifier)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert any("introspection_auth_failed" in r.getMessage() for r in errors)
+
+
+def test_in04_auth_failure_errors_are_rate_limited_per_endpoint(
+    idp: MiniIdP,
+    verifier: BearerVerifier,
+    driver: SyncDriver,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    idp.faults["introspect"] = lambda: JSONResponse({"error": "invalid_client"}, 401)
+
+    def errors() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+
+    with caplog.at_level(logging.DEBUG, logger="authrelay"):
+        for token in ("opaque-a", "opaque-b", "opaque-c", "opaque-d"):
+            with pytest.raises(IdentityProviderUnavailable):
+                driver.run(verifier.verify(token))
+            clock.advance(10)
+        assert len(errors()) == 1 and "suppressed=0" in errors()[0]
+        clock.advance(25)  # 65 s after the first ERROR
+        with pytest.raises(IdentityProviderUnavailable):
+            driver.run(verifier.verify("opaque-e"))
+    assert len(errors()) == 2
+    assert "suppressed=3" in errors()[1]  # b, c and d were counted, not logged
+
     assert all(
         TOKEN not in r.getMessage() and CLIENT_SECRET not in r.getMessage() for r in caplog.records
     )
