@@ -3,12 +3,15 @@ its answer, and one that answers whatever body the test sets."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
 
 from authrelay.testing import free_port
 
@@ -105,3 +108,66 @@ def upstream(answer: bytes = b"", *, drip_from: int | None = None) -> Iterator[U
         thread.join(5)
         listener.close()
         time.sleep(0)
+
+
+# -- hostile JSON -------------------------------------------------------------------------
+
+
+def nested(depth: int, pattern: list[bool]) -> str:
+    """``depth`` arrays/objects inside each other (``pattern``: True for an object level)."""
+    opened: list[str] = []
+    closed: list[str] = []
+    for level in range(depth):
+        if pattern[level % len(pattern)]:
+            opened.append('{"k":')
+            closed.append("}")
+        else:
+            opened.append("[")
+            closed.append("]")
+    return "".join(opened) + "0" + "".join(reversed(closed))
+
+
+def with_member(document: dict[str, object], name: str, raw_value: str) -> bytes:
+    """``document`` with one more member whose value is the raw JSON text ``raw_value``."""
+    text = json.dumps(document, separators=(",", ":"))
+    if text == "{}":
+        return ("{" + json.dumps(name) + ":" + raw_value + "}").encode()
+    return (text[:-1] + "," + json.dumps(name) + ":" + raw_value + "}").encode()
+
+
+def _hostile(base: dict[str, object], cap: int, deepest: int) -> st.SearchStrategy[bytes]:
+    """Documents shaped like ``base`` that break one rule of the bounded parser."""
+    # arrays only (the densest nesting, 2 bytes a level) or a mix with objects
+    patterns = st.one_of(st.just([False]), st.lists(st.booleans(), min_size=1, max_size=6))
+    # just past the limit, or where Python's own recursion limit used to give way
+    depths = st.one_of(st.integers(33, 200), st.integers(900, deepest))
+    deep_member = st.builds(
+        lambda d, p, name: with_member(base, name, nested(d, p)),
+        depths,
+        patterns,
+        st.sampled_from(["x", *base]),
+    )
+    deep_top = st.builds(lambda d, p: nested(d, p).encode(), depths, patterns)
+    names = [*base] or ["k"]
+    duplicate = st.builds(
+        lambda name, value: with_member(base, name, json.dumps(value)),
+        st.sampled_from(names),
+        st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none()),
+    )
+    oversized = st.builds(
+        lambda extra, ch: with_member(base, "pad", json.dumps(ch * (cap + extra))),
+        st.integers(1, 4096),
+        st.sampled_from(["a", " ", "\u00e9"]),
+    )
+    constant = st.builds(
+        lambda c: with_member(base, "n", c), st.sampled_from(["NaN", "Infinity", "-Infinity"])
+    )
+    return st.one_of(deep_member, deep_top, duplicate, oversized, constant)
+
+
+def hostile_json(
+    base: dict[str, object], cap: int, *, deepest: int = 4000
+) -> st.SearchStrategy[bytes]:
+    """Hostile variants of ``base``: nested past the depth limit (up to ``deepest``), with a
+    repeated member, over ``cap`` bytes, or with NaN/Infinity."""
+    return _hostile(base, cap, deepest)
