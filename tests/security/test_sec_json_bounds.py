@@ -85,7 +85,7 @@ async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         return await answer_lifespan(receive, send)
     if scope["path"].startswith("/call/"):
-        await scope["state"]["services"]["billing"].get("/x")  # errors propagate
+        await scope["state"]["services"][scope["path"][6:]].get("/x")  # errors propagate
     user = scope.get("user")
     body = json.dumps({"kind": getattr(user, "kind", None)}).encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -94,7 +94,7 @@ async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
 
 def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     if environ["PATH_INFO"].startswith("/call/"):
-        environ["authrelay.services"]["billing"].get("/x")
+        environ["authrelay.services"][environ["PATH_INFO"][6:]].get("/x")
     user = environ.get("authrelay.principal")
     start_response("200 OK", [])
     return [json.dumps({"kind": getattr(user, "kind", None)}).encode()]
@@ -128,7 +128,13 @@ def _settings(base: str, issuer: str) -> Settings:
                     "flow": "client_credentials",
                     "scopes": ["billing.read"],
                     "negative_cache_ttl": 0,
-                }
+                },
+                "mine": {
+                    "base_url": "http://127.0.0.1:9",
+                    "allow_http": True,
+                    "flow": "connector",
+                    "connector": "idp",
+                },
             },
         }
     )
