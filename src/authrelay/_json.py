@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "JsonError", "parse_object"]
+__all__ = ["MAX_DEPTH", "JsonError", "parse_object", "parse_value"]
 
 MAX_DEPTH = 32
 """Nesting allowed by default: JOSE headers, claims and IdP answers need a handful."""
@@ -72,6 +72,14 @@ def parse_object(
     raw: bytes | str, *, max_bytes: int = 512 * 1024, max_depth: int = MAX_DEPTH
 ) -> dict[str, Any]:
     """Parse one JSON object from outside within the limits; raise :class:`JsonError`."""
+    value = parse_value(raw, max_bytes=max_bytes, max_depth=max_depth)
+    if not isinstance(value, dict):
+        raise JsonError("not_object")
+    return value
+
+
+def parse_value(raw: bytes | str, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
+    """Like :func:`parse_object`, for any JSON value at the top (a downstream answer)."""
     if len(raw) > max_bytes:
         raise JsonError("too_large")
     if isinstance(raw, bytes):
@@ -98,6 +106,4 @@ def parse_object(
         raise JsonError("too_deep") from None
     except ValueError:
         raise JsonError("malformed") from None
-    if not isinstance(value, dict):
-        raise JsonError("not_object")
     return value

@@ -31,6 +31,7 @@ from typing import Any, Self
 
 import httpx
 
+from .._json import parse_value
 from ..errors import AuthRelayError, DownstreamClientError, DownstreamServerError
 from ..observability import span
 from ..principal import Credentials, Principal
@@ -39,6 +40,8 @@ from .options import DEFAULT_OPTIONS, CallOptions
 from .runtime import ServiceRuntime
 
 logger = logging.getLogger("authrelay.services")
+_DEPTH = 128
+"""Nesting allowed in a downstream JSON answer (``call``): generous, far from the stack's."""
 
 __all__ = ["AsyncServiceClient", "ServiceClient", "SyncServiceClient"]
 
@@ -215,7 +218,8 @@ def _decode(response: httpx.Response, service: str) -> Any:
         )
     if not response.content:
         return None
-    return response.json()
+    # the bounded parser: a hostile answer raises ValueError, never RecursionError
+    return parse_value(response.content, max_bytes=len(response.content), max_depth=_DEPTH)
 
 
 class _Base:
