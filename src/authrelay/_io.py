@@ -275,7 +275,11 @@ class SyncDriver:
         self._inflight: dict[Hashable, _SyncCall] = {}
         self._lock = threading.Lock()
         # a blocking socket cannot be cancelled: bound each socket operation instead (TR-03)
-        _deadline.bound(getattr(client, "_transport", None))
+        for transport in (
+            getattr(client, "_transport", None),
+            *getattr(client, "_mounts", {}).values(),  # proxies from the environment
+        ):
+            _deadline.bound(transport)
 
     def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to completion and return its value."""
