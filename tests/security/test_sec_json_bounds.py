@@ -41,7 +41,7 @@ from authrelay.wsgi import AuthRelayWSGIMiddleware
 SECRET = "test-secret"
 AUDIENCE = "api://orders"
 EXAMPLES = settings(
-    max_examples=25,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
