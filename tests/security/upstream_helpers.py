@@ -154,8 +154,11 @@ def _hostile(base: dict[str, object], cap: int, deepest: int) -> st.SearchStrate
         st.sampled_from(names),
         st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none()),
     )
+    # just over ``cap`` once encoded (json.dumps escapes "é" to six bytes)
     oversized = st.builds(
-        lambda extra, ch: with_member(base, "pad", json.dumps(ch * (cap + extra))),
+        lambda extra, ch: with_member(
+            base, "pad", json.dumps(ch * ((cap + extra) // (len(json.dumps(ch)) - 2) + 1))
+        ),
         st.integers(1, 4096),
         st.sampled_from(["a", " ", "\u00e9"]),
     )
