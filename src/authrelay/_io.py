@@ -33,6 +33,8 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 import httpx
 
+from . import _deadline
+
 __all__ = [
     "AsyncDriver",
     "Call",
@@ -272,6 +274,12 @@ class SyncDriver:
         self.store = store
         self._inflight: dict[Hashable, _SyncCall] = {}
         self._lock = threading.Lock()
+        # a blocking socket cannot be cancelled: bound each socket operation instead (TR-03)
+        for transport in (
+            getattr(client, "_transport", None),
+            *getattr(client, "_mounts", {}).values(),  # proxies from the environment
+        ):
+            _deadline.bound(transport)
 
     def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to completion and return its value."""
@@ -334,25 +342,32 @@ class SyncDriver:
         max_bytes, total = _limits(request)
         deadline = time.monotonic() + total
         try:
-            for hops in range(_REDIRECTS + 1):
-                response = self.client.send(request, stream=True)
-                try:
-                    body = bytearray()
-                    for chunk in response.iter_bytes():
-                        body += chunk
-                        if len(body) > max_bytes:
-                            raise ResponseTooLarge(f"response over {max_bytes} bytes")
-                        if time.monotonic() > deadline:
-                            raise TransportFailure("total timeout", reached=True, timeout=True)
-                finally:
-                    response.close()
-                follow = _next_redirect(request, response, hops)
-                if follow is None:
-                    break
-                request = follow
+            with _deadline.deadline(total):
+                response, body = self._exchange(request, max_bytes, deadline)
         except httpx.HTTPError as exc:
             raise _translate(exc) from None
-        return _buffered(response, bytes(body))
+        return _buffered(response, body)
+
+    def _exchange(
+        self, request: httpx.Request, max_bytes: int, deadline: float
+    ) -> tuple[httpx.Response, bytes]:
+        for hops in range(_REDIRECTS + 1):
+            response = self.client.send(request, stream=True)
+            try:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ResponseTooLarge(f"response over {max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise TransportFailure("total timeout", reached=True, timeout=True)
+            finally:
+                response.close()
+            follow = _next_redirect(request, response, hops)
+            if follow is None:
+                break
+            request = follow
+        return response, bytes(body)
 
 
 def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:

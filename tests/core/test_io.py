@@ -161,27 +161,55 @@ def test_shared_single_flight_threads_and_error_shared() -> None:
     assert len(calls) == 1
 
 
-def test_tr03_sync_driver_deadline_covers_a_server_that_never_answers() -> None:
+@pytest.mark.parametrize("drip_from", [0, 350], ids=["status-line", "body"])
+def test_tr03_sync_driver_deadline_covers_a_drip_fed_answer(drip_from: int) -> None:
+    """A byte every 0.1 s: no single read waits long, so only a total deadline stops it."""
     import socket
+    import threading
+
+    head = b"HTTP/1.1 200 OK\r\nx-pad: " + b"p" * 300 + b"\r\ncontent-length: 4000\r\n\r\n"
+    answer = head + b"x" * 4000
+    stop = threading.Event()
+
+    def serve(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer[:drip_from])
+            for i in range(drip_from, len(answer)):
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(answer[i : i + 1])
+                except OSError:
+                    return
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
+        thread = threading.Thread(target=serve, args=(listener,), daemon=True)
+        thread.start()
         driver = SyncDriver(httpx.Client(timeout=60))
 
         def slow() -> Flow[object]:
             try:
                 yield from send(
                     httpx.Request("GET", f"http://127.0.0.1:{port}/"),
-                    max_bytes=100,
-                    total_timeout=0.3,
+                    max_bytes=10_000,
+                    total_timeout=0.5,
                 )
             except TransportFailure as exc:
                 return ("failure", exc.reached, exc.timeout)
             return "answered"
 
-        assert driver.run(slow()) == ("failure", True, True)
+        try:
+            started = time.monotonic()
+            assert driver.run(slow()) == ("failure", True, True)
+            assert time.monotonic() - started < 5  # the 400 s drip was cut off
+        finally:
+            stop.set()
+            thread.join(5)
 
 
 def test_call_effect_runs_sync_hooks_in_both_drivers_and_async_hooks_under_asgi() -> None:

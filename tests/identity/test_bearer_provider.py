@@ -113,8 +113,19 @@ def test_jw09_id_token_rejected_as_access_token(
     idp: IdentityProvider, verifier: BearerVerifier, driver: SyncDriver
 ) -> None:
     id_token = idp.mint_id_token(audience="api://orders", nonce="n-1")
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidToken) as caught:
         driver.run(verifier.verify(id_token))
+    assert caught.value.context["reason"] == "typ"
+    # dressed as an access token (typ, client_id, jti), its nonce still gives it away
+    dressed = idp.mint_id_token(
+        audience="api://orders",
+        nonce="n-1",
+        typ="at+jwt",
+        claims={"client_id": "test-client", "jti": "j-1"},
+    )
+    with pytest.raises(InvalidToken) as caught:
+        driver.run(verifier.verify(dressed))
+    assert caught.value.context["reason"] == "token_kind"
 
 
 def test_jw06_wrong_audience_from_provider_rejected(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 from typing import Any
 
@@ -235,6 +236,32 @@ def test_in04_our_credentials_refused_is_503_with_error_log(
         unavailable(driver, verifier)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert any("introspection_auth_failed" in r.getMessage() for r in errors)
+
+
+def test_in04_auth_failure_errors_are_rate_limited_per_endpoint(
+    idp: MiniIdP,
+    verifier: BearerVerifier,
+    driver: SyncDriver,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    idp.faults["introspect"] = lambda: JSONResponse({"error": "invalid_client"}, 401)
+
+    def errors() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+
+    with caplog.at_level(logging.DEBUG, logger="authrelay"):
+        for token in ("opaque-a", "opaque-b", "opaque-c", "opaque-d"):
+            with pytest.raises(IdentityProviderUnavailable):
+                driver.run(verifier.verify(token))
+            clock.advance(10)
+        assert len(errors()) == 1 and "suppressed=0" in errors()[0]
+        clock.advance(25)  # 65 s after the first ERROR
+        with pytest.raises(IdentityProviderUnavailable):
+            driver.run(verifier.verify("opaque-e"))
+    assert len(errors()) == 2
+    assert "suppressed=3" in errors()[1]  # b, c and d were counted, not logged
+
     assert all(
         TOKEN not in r.getMessage() and CLIENT_SECRET not in r.getMessage() for r in caplog.records
     )
@@ -249,7 +276,18 @@ def test_in04_wrong_secret_is_503(idp: MiniIdP, clock: FakeClock, driver: SyncDr
     unavailable(driver, verifier)
 
 
-def test_in04_timeout_is_503(idp: MiniIdP, clock: FakeClock) -> None:
+def test_tr03_introspection_answer_capped_at_64_kib(
+    idp: MiniIdP, verifier: BearerVerifier, driver: SyncDriver
+) -> None:
+    base = len(json.dumps(active(idp, pad="")))
+    idp.introspection["fits"] = active(idp, pad="x" * (64 * 1024 - base - 64))
+    assert driver.run(verifier.verify("fits"))[0].subject == "user-7"
+    idp.introspection[TOKEN] = active(idp, pad="x" * (64 * 1024 - base + 64))
+    unavailable(driver, verifier)  # a few bytes over the cap: 503, not a verdict
+
+
+@pytest.mark.parametrize("shell", ["asgi", "wsgi"])
+def test_in04_timeout_is_503(idp: MiniIdP, clock: FakeClock, shell: str) -> None:
     import threading
 
     import httpx
@@ -262,14 +300,39 @@ def test_in04_timeout_is_503(idp: MiniIdP, clock: FakeClock) -> None:
         async with httpx.AsyncClient(timeout=30) as client:
             await AsyncDriver(client).run(verifier.verify(TOKEN))
 
+    def run() -> None:
+        if shell == "asgi":
+            anyio.run(main)
+        else:
+            with httpx.Client(timeout=30) as client:
+                SyncDriver(client).run(verifier.verify(TOKEN))
+
     idp.introspection[TOKEN] = active(idp)
     idp.gate = threading.Event()  # held: the endpoint stalls past the 0.5 s total timeout
     try:
-        with pytest.raises(IdentityProviderUnavailable):
-            anyio.run(main)
+        with pytest.raises(IdentityProviderUnavailable) as caught:
+            run()
     finally:
         idp.gate.set()
+    assert caught.value.status == 503 and caught.value.retry_after
     assert verifier.cached(TOKEN) is None
+    # not cached: once the endpoint answers, the same token is accepted
+    assert driver_for(shell, verifier) == "user-7"
+
+
+def driver_for(shell: str, verifier: BearerVerifier) -> str:
+    import httpx
+
+    from authrelay._io import AsyncDriver
+
+    async def main() -> str:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return (await AsyncDriver(client).run(verifier.verify(TOKEN)))[0].subject
+
+    if shell == "asgi":
+        return str(anyio.run(main))
+    with httpx.Client(timeout=30) as client:
+        return str(SyncDriver(client).run(verifier.verify(TOKEN))[0].subject)
 
 
 def test_in04_connection_refused_is_503(clock: FakeClock, driver: SyncDriver) -> None:

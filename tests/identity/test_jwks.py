@@ -281,6 +281,32 @@ def test_failed_scheduled_refresh_keeps_previous_keys(
     assert idp.counters["jwks"] == 3
 
 
+def test_jwks_past_max_staleness_is_503_until_refetched(
+    idp: MiniIdP, driver: SyncDriver, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    http = HttpSettings(allow_insecure_loopback=True, jwks_max_stale=7200)
+    jwks = JwksCache(f"{idp.issuer}/jwks", http=http, clock=clock, refresh_cooldown=30)
+    driver.run(jwks.warm())
+    idp.faults["jwks"] = lambda: Response(status_code=502)
+    clock.advance(3601)
+    assert driver.run(jwks.key_for("rsa-1", "RS256")).kid == "rsa-1"  # within the limit
+    clock.advance(3580)  # 7181 s after the last good fetch: still kept
+    assert driver.run(jwks.key_for("rsa-1", "RS256")).kid == "rsa-1"
+    clock.advance(10)
+    assert jwks.ready("rsa-1", "RS256") is not None  # inside the cooldown, no fetch
+    clock.advance(10)  # 7201 s: the old keys may have been revoked since
+    assert jwks.ready("rsa-1", "RS256") is None
+    for _ in range(3):
+        with pytest.raises(IdentityProviderUnavailable) as caught:
+            driver.run(jwks.key_for("rsa-1", "RS256"))
+        assert caught.value.status == 503
+        clock.advance(40)
+    assert "jwks_too_stale" in caplog.text
+    del idp.faults["jwks"]
+    clock.advance(6)
+    assert driver.run(jwks.key_for("rsa-1", "RS256")).kid == "rsa-1"
+
+
 def test_tr01_plain_http_jwks_refused_without_loopback_opt_in(clock: FakeClock) -> None:
     from authrelay.identity.discovery import UnsafeEndpoint
 

@@ -171,8 +171,9 @@ def test_jw04_b64_false_rejected(idp: MiniIdP, verify: Verify) -> None:
     rejected(verify, idp.mint(header={"b64": False, "crit": ["b64"]}), "crit")
 
 
-def test_jw04_empty_crit_accepted(idp: MiniIdP, verify: Verify) -> None:
-    assert verify(idp.mint(header={"crit": []})).claims
+def test_jw04_empty_crit_rejected(idp: MiniIdP, verify: Verify) -> None:
+    # RFC 7515 §4.1.11: producers MUST NOT use the empty list
+    rejected(verify, idp.mint(header={"crit": []}), "crit")
 
 
 def test_jw04_crit_of_wrong_type_rejected(idp: MiniIdP, verify: Verify) -> None:

@@ -44,11 +44,20 @@ def asgi_app(relay: Relay) -> Any:
     async def plain(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
+    async def stream(request: Request) -> JSONResponse:
+        async def chunks() -> Any:
+            yield b"one-shot body"
+
+        client = request.state.services[request.path_params["service"]]
+        response = await client.post("/whoami", content=chunks(), headers=_expect(request.user))
+        return JSONResponse({"status": response.status_code, "body": _body(response)})
+
     app = Starlette(
         routes=[
             Route("/call/{service}", call),
             Route("/header/{service}", header),
             Route("/plain", plain),
+            Route("/stream/{service}", stream),
         ]
     )
     app.add_middleware(AuthRelayMiddleware, relay=relay)
@@ -63,6 +72,10 @@ def wsgi_app(relay: Relay) -> Any:
         if path.startswith("/call/"):
             response = services[path[6:]].get("/whoami", headers=_expect(principal))
             payload: Any = {"status": response.status_code, "body": _body(response)}
+        elif path.startswith("/stream/"):
+            body = iter([b"one-shot body"])  # a stream: cannot be sent twice
+            response = services[path[8:]].post("/whoami", content=body, headers=_expect(principal))
+            payload = {"status": response.status_code, "body": _body(response)}
         elif path.startswith("/header/"):
             value = services[path[8:]].authorization_header()
             payload = {"scheme": value.split(" ")[0], "length": len(value)}

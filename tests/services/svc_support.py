@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from authrelay.testing.provider import IdentityProvider
@@ -41,6 +41,7 @@ class Downstream:
             routes=[
                 Route("/whoami", self.whoami, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
                 Route("/status/{code:int}", self.status, methods=["GET", "POST"]),
+                Route("/nested/{depth:int}", self.nested),
                 Route("/redirect", self.redirect),
                 Route("/set-cookie", self.set_cookie),
             ]
@@ -93,6 +94,11 @@ class Downstream:
     async def status(self, request: Request) -> Any:
         self._record(request)
         return JSONResponse({"status": request.path_params["code"]}, request.path_params["code"])
+
+    async def nested(self, request: Request) -> Any:
+        depth = request.path_params["depth"]
+        body = '{"a":' + "[" * depth + "]" * depth + "}"
+        return Response(body, media_type="application/json")
 
     async def redirect(self, request: Request) -> Any:
         self._record(request)

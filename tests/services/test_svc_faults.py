@@ -130,6 +130,24 @@ def test_ds03_downstream_401_once_reacquires_and_retries_once(
     assert first == rejected != retried
 
 
+@pytest.mark.parametrize("shell", ["asgi", "wsgi"])
+def test_ds03_401_to_a_streamed_request_is_not_retried_but_drops_the_token(
+    shell: str, make_relay: MakeRelay, clean_idp: IdentityProvider, downstream: Downstream
+) -> None:
+    relay, _ = make_relay()
+    token = caller_token(clean_idp)
+    with serve(shell, relay) as url:
+        assert _get(f"{url}/call/orders", token).status_code == 200
+        downstream.reject_next = 1
+        answer = _get(f"{url}/stream/orders", token)
+        assert answer.json()["status"] == 401  # the body could not be sent again
+        assert len(downstream.seen) == 2
+        assert _get(f"{url}/call/orders", token).json()["status"] == 200
+    first, refused, after = (e["authorization"] for e in downstream.seen)
+    assert first == refused
+    assert after != refused  # the refused token was not kept for the next call
+
+
 def test_ds03_second_401_is_returned_as_is(
     make_relay: MakeRelay, clean_idp: IdentityProvider, downstream: Downstream
 ) -> None:

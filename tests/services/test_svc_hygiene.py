@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +125,9 @@ def test_call_decodes_json_and_raises_typed_errors(
     with pytest.raises(DownstreamServerError) as server_error:
         keyed.call("/status/503", method="POST", json={"a": 1})
     assert server_error.value.status_code == 503
+    assert keyed.call("/nested/100") == {"a": json.loads("[" * 100 + "]" * 100)}
+    with pytest.raises(ValueError, match="too_deep"):  # never a RecursionError
+        keyed.call("/nested/5000")
 
 
 def test_sk01_api_key_header_and_repr(make_relay: MakeRelay, downstream: Downstream) -> None:

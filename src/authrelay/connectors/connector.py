@@ -15,7 +15,6 @@ Defends against:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -28,6 +27,7 @@ import httpx
 
 from .. import _io
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import ConfigurationError, UpstreamError, UpstreamTimeout
 from ..identity.discovery import Discovery, UnsafeEndpoint, check_endpoint_url
@@ -36,6 +36,7 @@ from ..identity.jwt import check_algorithms
 from ..observability import Stats
 from ..settings import ConnectorSettings, HttpSettings
 from ..tokens.client_auth import ClientAuthenticator
+from ..tokens.model import usable_token
 from .metadata import ConnectorMetadata
 from .presets import MICROSOFT_MULTI_TENANT, PRESETS, STANDARD_METADATA, Preset, map_fields
 
@@ -304,7 +305,7 @@ class Connector:
 def parse_token_response(response: httpx.Response, connector: str) -> TokenResponse:
     """Validate a token endpoint response (RFC 6749 §5.1, §5.2)."""
     try:
-        data = json.loads(response.content)
+        data = parse_object(response.content, max_bytes=len(response.content))
     except ValueError:
         data = None
     if response.status_code != 200:
@@ -318,6 +319,10 @@ def parse_token_response(response: httpx.Response, connector: str) -> TokenRespo
     token_type = data.get("token_type")
     if not isinstance(access, str) or not access:
         raise UpstreamError("the token endpoint's answer has no access token", connector=connector)
+    if not usable_token(access):  # RFC 6749 A.12, RFC 6750 §2.1
+        raise UpstreamError(
+            "the token endpoint issued an unusable access token", connector=connector
+        )
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise UpstreamError("the token endpoint issued an unusable token type", connector=connector)
     expires_in = data.get("expires_in")
@@ -326,6 +331,10 @@ def parse_token_response(response: httpx.Response, connector: str) -> TokenRespo
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in < 0:
         expires_in = None
     refresh = data.get("refresh_token")
+    if isinstance(refresh, str) and refresh and not usable_token(refresh):
+        raise UpstreamError(
+            "the token endpoint issued an unusable refresh token", connector=connector
+        )
     scope = data.get("scope")
     id_token = data.get("id_token")
     return TokenResponse(

@@ -23,7 +23,6 @@ Every failure is ``invalid_id_token``; the reason is logged, the token never is.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +32,7 @@ import httpx
 from .. import _io
 from .._crypto import b64url_encode, constant_time_equals
 from .._io import Flow
+from .._json import parse_object
 from ..errors import CallbackError, InvalidToken, UpstreamError
 from ..identity.jwt import id_token_rules, validate_claims, verify_jws
 from .connector import Connector, Endpoints
@@ -197,7 +197,7 @@ def fetch_userinfo(connector: Connector, url: str, access_token: str) -> Flow[di
         # A signed (application/jwt) UserInfo response is not supported.
         raise UpstreamError("the user-info answer is not JSON", connector=connector.name)
     try:
-        data = json.loads(response.content)
+        data = parse_object(response.content, max_bytes=connector.http.max_token_bytes)
     except ValueError:
         data = None
     if not isinstance(data, dict):

@@ -24,7 +24,6 @@ rebuilt from ``Host``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ import httpx
 from .. import _io
 from .._crypto import constant_time_equals
 from .._io import Flow
+from .._json import parse_object
 from ..errors import CallbackError
 from ..responses import Response, error_response, json_response, redirect, wants_html
 from ..routing import AuthRequest
@@ -383,7 +383,7 @@ class ConnectorRoutes:
 
 def _oauth_error(response: httpx.Response) -> str | None:
     try:
-        body = json.loads(response.content)
+        body = parse_object(response.content, max_bytes=len(response.content))
     except ValueError:
         return None
     error = body.get("error") if isinstance(body, dict) else None

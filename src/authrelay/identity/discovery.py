@@ -16,7 +16,6 @@ All I/O is yielded to the driver (:func:`authrelay._io.send`); nothing here bloc
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ import httpx
 
 from .. import _io
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import IdentityProviderUnavailable
 from ..settings import HttpSettings
@@ -255,7 +255,7 @@ class Discovery:
             )
             raise metadata_failure("metadata", _FAILURE_TTL)
         try:
-            data = json.loads(response.content)
+            data = parse_object(response.content, max_bytes=self.http.max_metadata_bytes)
         except ValueError:
             logger.warning("discovery_failed issuer=%s reason=not_json", self.issuer)
             raise metadata_failure("metadata", _FAILURE_TTL) from None

@@ -9,7 +9,8 @@ Defends against:
   configuration, and refresh tokens (``token_type``) are refused;
 - failing open or failing "logged out" when the endpoint misbehaves (IN-04): 5xx,
   timeouts, oversized or malformed answers are 503 and never cached; a 401/403 means our
-  own client credentials are wrong, which is logged as ``introspection_auth_failed``;
+  own client credentials are wrong, which is logged as ``introspection_auth_failed``
+  (at most once a minute per endpoint, with the count of failures held back since);
 - leaking the token: it is sent only in the POST body to the configured endpoint, and
   logs carry a fingerprint at most.
 
@@ -21,7 +22,6 @@ cache (:class:`authrelay.identity.tokencache.TokenCache`).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import time
@@ -36,6 +36,7 @@ import httpx
 from .. import _io
 from .._crypto import fingerprint_of
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import ConfigurationError, IdentityProviderUnavailable
 from ..settings import ClientSettings, HttpSettings
@@ -44,6 +45,8 @@ from .discovery import UnsafeEndpoint, check_endpoint_url
 __all__ = ["IntrospectionResult", "Introspector", "basic_authorization"]
 
 logger = logging.getLogger("authrelay.introspection")
+AUTH_FAILURE_LOG_INTERVAL = 60.0
+"""Seconds between two ``introspection_auth_failed`` ERROR logs of one endpoint."""
 
 _ACCESS_TOKEN_TYPES = frozenset(
     {"access_token", "bearer", "urn:ietf:params:oauth:token-type:access_token"}
@@ -84,6 +87,7 @@ class Introspector:
     """
 
     __slots__ = (
+        "_auth_failures",
         "_auth_header",
         "_clock",
         "_form_auth",
@@ -135,6 +139,7 @@ class Introspector:
         self.cache_ttl = cache_ttl
         self.negative_ttl = min(negative_ttl, 10.0)  # IN-05
         self._clock = clock
+        self._auth_failures = [float("-inf"), 0]  # last ERROR logged, failures not logged since
 
     def __repr__(self) -> str:
         return f"Introspector(endpoint={self.endpoint!r})"
@@ -168,19 +173,35 @@ class Introspector:
             raise _unavailable() from None
         status = response.status_code
         if status in (401, 403):  # RFC 7662 §2.3: our own credentials were refused (IN-04)
-            logger.error("introspection_auth_failed status=%d endpoint=%s", status, self.endpoint)
+            self._auth_failed(status)
             raise _unavailable()
         if status != 200:
             logger.warning("introspection_unavailable status=%d", status)
             raise _unavailable()
         try:
-            data = json.loads(response.content)
+            data = parse_object(response.content, max_bytes=self.http.max_token_bytes)
         except ValueError:
             data = None
         if not isinstance(data, dict):
             logger.warning("introspection_unavailable reason=malformed")
             raise _unavailable()
         return self.judge(data)
+
+    def _auth_failed(self, status: int) -> None:
+        """One ERROR per :data:`AUTH_FAILURE_LOG_INTERVAL` at most, with what it held back."""
+        now = self._clock()
+        failures = self._auth_failures
+        if now - failures[0] < AUTH_FAILURE_LOG_INTERVAL:
+            failures[1] += 1
+            return
+        suppressed = int(failures[1])
+        failures[0], failures[1] = now, 0
+        logger.error(
+            "introspection_auth_failed status=%d endpoint=%s suppressed=%d",
+            status,
+            self.endpoint,
+            suppressed,
+        )
 
     def judge(self, data: Mapping[str, Any]) -> IntrospectionResult:
         """Turn an introspection response object into a verdict (IN-02, IN-03, IN-05)."""

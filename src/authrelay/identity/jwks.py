@@ -18,7 +18,6 @@ TR-01); token headers (``jku``, ``x5u``, ``jwk``, ``x5c``) never reach this modu
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from joserfc.jws import JWSRegistry
 
 from .. import _io
 from .._io import Flow
+from .._json import parse_object
 from .._types import Clock
 from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..settings import HttpSettings
@@ -221,6 +221,8 @@ class _KeySet:
     """When the last fetch was attempted (the JW-13 cooldown counts from here)."""
     refresh_at: float
     """When a scheduled refresh is due (``ttl`` after success, a cooldown after failure)."""
+    stale_at: float = float("-inf")
+    """When the keys of the last successful fetch may no longer be used (``jwks_max_stale``)."""
 
 
 _EMPTY = _KeySet((), {}, float("-inf"), float("-inf"))
@@ -233,7 +235,9 @@ class JwksCache:
     - an unknown ``kid`` (or no fitting key) refetches at most once per
       ``refresh_cooldown`` seconds (JW-13), single-flight across concurrent callers;
     - keys are also refreshed every ``ttl`` seconds; a failed refresh keeps the previous
-      keys (availability over an outage) and is retried after the cooldown.
+      keys (availability over an outage) and is retried after the cooldown, but only for
+      ``http.jwks_max_stale`` seconds after the last successful fetch: then tokens get
+      503, since the issuer may have revoked a key in the meantime.
 
     All I/O is yielded to the driver; the key set is swapped atomically, so readers in
     other threads never see a half-built set.
@@ -293,7 +297,7 @@ class JwksCache:
         """
         keyset = self._set
         now = self._clock()
-        if now >= keyset.refresh_at:
+        if now >= keyset.refresh_at or now >= keyset.stale_at:
             keyset = yield from self._refresh(now)
         found = _match(keyset, kid, alg)
         if found:
@@ -326,7 +330,8 @@ class JwksCache:
     def ready(self, kid: str | None, alg: str) -> tuple[Key, ...] | None:
         """What :meth:`candidates` answers when that needs no fetch, else None."""
         keyset = self._set
-        if self._clock() >= keyset.refresh_at:
+        now = self._clock()
+        if now >= keyset.refresh_at or now >= keyset.stale_at:
             return None
         return _match(keyset, kid, alg) or None
 
@@ -337,7 +342,7 @@ class JwksCache:
 
     def _refresh(self, now: float) -> Flow[_KeySet]:
         if now < self._failed_until:
-            if self._set.keys:
+            if self._set.keys and now < self._set.stale_at:
                 return self._set
             raise metadata_failure("signing keys", self._failed_until - now)
         keyset: _KeySet = yield _io.Shared(("authrelay.jwks", self.jwks_uri), self._fetch)
@@ -346,26 +351,42 @@ class JwksCache:
     def _fetch(self) -> Flow[_KeySet]:
         # Another caller may have refreshed while this one waited to lead.
         current = self._set
-        if self._clock() < current.fetched_at + min(self.refresh_cooldown, self.ttl):
+        now = self._clock()
+        if (
+            now < current.fetched_at + min(self.refresh_cooldown, self.ttl)
+            and now < current.stale_at
+        ):
             return current
         try:
             keys = yield from self._download()
         except IdentityProviderUnavailable:
-            self._failed_until = self._clock() + _FAILURE_TTL
-            if current.keys:
+            now = self._clock()
+            self._failed_until = now + _FAILURE_TTL
+            if current.keys and now >= current.stale_at:
+                logger.error(
+                    "jwks_too_stale jwks_uri=%s; refusing tokens until the keys can be fetched",
+                    self.jwks_uri,
+                )
+                self._set = _EMPTY
+            elif current.keys:
                 logger.warning(
                     "jwks_refresh_failed jwks_uri=%s; keeping %d keys",
                     self.jwks_uri,
                     len(current.keys),
                 )
                 # a failed refetch still counts against the cooldown (JW-13)
-                now = self._clock()
-                self._set = _KeySet(current.keys, current.by_kid, now, now + self.refresh_cooldown)
+                self._set = _KeySet(
+                    current.keys,
+                    current.by_kid,
+                    now,
+                    now + self.refresh_cooldown,
+                    current.stale_at,
+                )
                 return self._set
             raise
         by_kid = {key.kid: key for key in keys if key.kid is not None}
         now = self._clock()
-        self._set = _KeySet(keys, by_kid, now, now + self.ttl)
+        self._set = _KeySet(keys, by_kid, now, now + self.ttl, now + self.http.jwks_max_stale)
         logger.info("jwks_fetched jwks_uri=%s keys=%d", self.jwks_uri, len(keys))
         return self._set
 
@@ -388,7 +409,9 @@ class JwksCache:
             )
             raise metadata_failure("signing keys", _FAILURE_TTL)
         try:
-            return parse_jwks(json.loads(response.content))
+            return parse_jwks(
+                parse_object(response.content, max_bytes=self.http.max_metadata_bytes)
+            )
         except ValueError:
             logger.warning("jwks_fetch_failed jwks_uri=%s reason=malformed", self.jwks_uri)
             raise metadata_failure("signing keys", _FAILURE_TTL) from None

@@ -12,8 +12,10 @@ description never repeats token contents, BR-05; ``context["reason"]`` names the
    refused), header segment ≤ 4 KiB, base64url alphabet only.
 2. JOSE header (JW-01, JW-03, JW-04, JW-11): a JSON object without duplicate members;
    ``alg`` in the configured allow-list (``none`` in any case and HMAC never);
-   ``crit`` absent or empty; ``b64`` absent or true; ``zip`` refused; ``jwk``, ``jku``,
-   ``x5u`` and ``x5c`` are never used for trust.
+   ``crit`` absent (RFC 7515 §4.1.11 forbids an empty list); ``b64`` absent or true;
+   ``zip`` refused; ``jwk``, ``jku``, ``x5u`` and ``x5c`` are never used for trust.
+   Header and claims go through the bounded parser (:mod:`authrelay._json`): nesting and
+   size are capped, so no ``RecursionError`` escapes.
 3. Signature with keys from the issuer's JWKS only, each key fitting exactly the header's
    algorithm family (JW-02, JW-13, JW-14); ``cryptography`` verifies with the public key
    taken out of the JWK once (:func:`.jwks.signature_check`).
@@ -26,11 +28,10 @@ description never repeats token contents, BR-05; ``context["reason"]`` names the
 from __future__ import annotations
 
 import binascii
-import json
 import math
 import string
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from typing import Any, Literal
 from joserfc.jws import JWSRegistry
 
 from .._io import Flow
+from .._json import JsonError, parse_object
 from .._types import Clock
 from ..errors import ConfigurationError, InvalidToken
 from .jwks import JwksCache
@@ -80,39 +82,20 @@ def _reject(description: str, reason: str) -> InvalidToken:
     return InvalidToken(description, reason=reason)
 
 
-class _Duplicate(ValueError):
-    pass
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a JOSE header or claims set with the bounded parser (:mod:`authrelay._json`)."""
+    return parse_object(raw, max_bytes=MAX_TOKEN_BYTES)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _Duplicate  # RFC 7515 §5.2 allows rejecting duplicate member names (JW-11)
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-_SCAN: Callable[[str, int], tuple[Any, int]] = getattr(_DECODER, "scan_once")  # noqa: B009
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a JSON object strictly: duplicate member names and NaN/Infinity are errors."""
-    text = raw.decode("utf-8")
-    try:
-        # the C scanner alone; anything unusual (whitespace around, errors) takes decode()
-        value, end = _SCAN(text, 0)
-    except StopIteration:
-        end = -1
-    if end != len(text):
-        value = _DECODER.decode(text)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return value
+def _json_reject(part: str, exc: JsonError) -> InvalidToken:
+    if exc.reason == "duplicate_member":
+        return _reject(f"the token {part} repeats a member", "duplicate_member")
+    if exc.reason == "too_deep":
+        return _reject(f"the token {part} is nested too deeply", "too_deep")
+    return _reject(f"the token {part} is not a JSON object", "malformed")
 
 
 def _b64(segment: str) -> bytes:
@@ -206,21 +189,21 @@ def _verify_signature(
         raise _reject("the token signature is invalid", "signature")
     try:
         claims = parse_json_object(payload)
-    except _Duplicate:
-        raise _reject("the token claims repeat a member", "duplicate_member") from None
-    except ValueError:
-        raise _reject("the token claims are not a JSON object", "malformed") from None
+    except JsonError as exc:
+        raise _json_reject("claims", exc) from None
     return header, claims
 
 
 def _check_header(header_b64: str, algorithms: frozenset[str]) -> _Header:
     """Rule 2 for a header segment not seen before: ``(header, alg, kid)`` or a rejection."""
     try:
-        header = parse_json_object(_b64(header_b64))
-    except _Duplicate:
-        raise _reject("the token header repeats a member", "duplicate_member") from None
+        raw = _b64(header_b64)
     except (ValueError, binascii.Error):
-        raise _reject("the token header is not a JSON object", "malformed") from None
+        raise _reject("the token header is not valid base64url", "malformed") from None
+    try:
+        header = parse_json_object(raw)
+    except JsonError as exc:
+        raise _json_reject("header", exc) from None
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise _reject("the token header has no algorithm", "malformed")
@@ -228,8 +211,8 @@ def _check_header(header_b64: str, algorithms: frozenset[str]) -> _Header:
         raise _reject("unsigned tokens are not accepted", "alg_none")
     if alg not in algorithms:  # RFC 8725 §3.1
         raise _reject("the token's algorithm is not allowed", "alg_not_allowed")
-    crit = header.get("crit")
-    if crit is not None and crit != []:  # RFC 7515 §4.1.11: no extension is understood
+    # RFC 7515 §4.1.11: no extension is understood, and an empty list is itself invalid
+    if "crit" in header:
         raise _reject("the token requires an unsupported extension", "crit")
     if header.get("b64", True) is not True:  # RFC 7797 unencoded payloads are refused
         raise _reject("the token requires an unsupported extension", "b64")

@@ -9,7 +9,8 @@ Defends against (DS-01, DS-03):
   one (absolute URLs elsewhere go out bare);
 - retry loops: a downstream 401 drops that token, acquires a fresh one and retries once,
   only when the request body can be replayed and the challenge does not name another
-  error than ``invalid_token``; a second 401 is returned as it is;
+  error than ``invalid_token``; a second 401 is returned as it is; a 401 to a streamed
+  (non-replayable) request is returned as it is, but its token is replaced for later calls;
 - repeating what must not be repeated: with ``retry_idempotent``, only idempotent
   methods (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, PUT, DELETE) with a replayable body are
   retried after 429, 502, 503 or 504, at most :data:`~.runtime.TRANSIENT_RETRIES` times, after
@@ -20,6 +21,7 @@ Defends against (DS-01, DS-03):
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Generator, Hashable, Iterable, Mapping
@@ -29,12 +31,17 @@ from typing import Any, Self
 
 import httpx
 
-from ..errors import DownstreamClientError, DownstreamServerError
+from .._json import parse_value
+from ..errors import AuthRelayError, DownstreamClientError, DownstreamServerError
 from ..observability import span
 from ..principal import Credentials, Principal
 from .acquire import header_flow
 from .options import ACTOR_FLOWS, DEFAULT_OPTIONS, CallOptions
 from .runtime import ServiceRuntime
+
+logger = logging.getLogger("authrelay.services")
+_DEPTH = 128
+"""Nesting allowed in a downstream JSON answer (``call``): generous, far from the stack's."""
 
 __all__ = ["AsyncServiceClient", "ServiceClient", "SyncServiceClient"]
 
@@ -52,6 +59,8 @@ class _Need:
     """Effect of the auth flow: a credential, fresh when ``stale`` is the refused one."""
 
     stale: str | None = None
+    drop: bool = False
+    """Only replace the refused credential for later calls; this request is not resent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +112,12 @@ def _auth_flow(
     header: str = yield _Need()
     runtime.attach(request, header)
     response: httpx.Response = yield request
-    if (
-        response.status_code == 401
-        and runtime.retry_on_401
-        and _replayable(request)
-        and _invalid_token_challenge(response)
-    ):
+    if response.status_code == 401 and runtime.retry_on_401 and _invalid_token_challenge(response):
+        if not _replayable(request):
+            # A streamed body cannot be sent again: this 401 is the answer, but the refused
+            # token must not serve the next call (DS-03).
+            yield _Need(stale=header, drop=True)
+            return
         fresh: str = yield _Need(stale=header)
         if fresh == header:
             return
@@ -124,6 +133,12 @@ def _auth_flow(
             return
         yield _Wait(delay)
         response = yield request
+
+
+def _drop_failed(client: _Base, exc: AuthRelayError) -> None:
+    logger.warning(
+        "downstream_401_token_replacement_failed service=%s error=%s", client.name, exc.error
+    )
 
 
 class _Auth(httpx.Auth):
@@ -144,7 +159,13 @@ class _Auth(httpx.Auth):
                 effect = flow.send(value)
             except StopIteration:
                 return
-            if isinstance(effect, _Need):
+            if isinstance(effect, _Need) and effect.drop:
+                try:
+                    client._header(effect.stale)
+                except AuthRelayError as exc:  # the 401 is still the answer to this call
+                    _drop_failed(client, exc)
+                value = None
+            elif isinstance(effect, _Need):
                 stale = effect.stale
                 # The warm path: a cache hit needs neither the acquisition flow nor its span.
                 value = (client._cached() if stale is None else None) or client._header(stale)
@@ -166,7 +187,13 @@ class _Auth(httpx.Auth):
                 effect = flow.send(value)
             except StopIteration:
                 return
-            if isinstance(effect, _Need):
+            if isinstance(effect, _Need) and effect.drop:
+                try:
+                    await client._header(effect.stale)
+                except AuthRelayError as exc:  # the 401 is still the answer to this call
+                    _drop_failed(client, exc)
+                value = None
+            elif isinstance(effect, _Need):
                 stale = effect.stale
                 # The warm path: a cache hit needs neither the acquisition flow nor its span.
                 value = (client._cached() if stale is None else None) or await client._header(stale)
@@ -203,7 +230,8 @@ def _decode(response: httpx.Response, service: str) -> Any:
         )
     if not response.content:
         return None
-    return response.json()
+    # the bounded parser: a hostile answer raises ValueError, never RecursionError
+    return parse_value(response.content, max_bytes=len(response.content), max_depth=_DEPTH)
 
 
 class _Base:

@@ -223,6 +223,9 @@ class HttpSettings(Section):
     metadata_timeout: Seconds = 5.0
     max_metadata_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
     max_token_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    jwks_max_stale: Seconds = 24 * 3600.0
+    """Longest a JWKS is used after its last successful fetch while refetches fail; after
+    that, tokens get 503 rather than trust keys the issuer may have revoked."""
     allow_insecure_loopback: bool = False
     """Allow ``http://`` identity providers and ``public_base_url`` on loopback addresses
     (tests, demo); elsewhere they must be ``https``."""

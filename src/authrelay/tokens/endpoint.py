@@ -8,6 +8,7 @@ Defends against:
   429/503; :data:`SAFE` (client credentials, exchange, OBO) also retries other 5xx;
 - hammering a struggling provider (CL-02): at most ``retries`` retries with exponential
   backoff and full jitter, ``Retry-After`` honoured up to 30 s, all inside one deadline;
+  an attempt that timed out is not retried (it spent the whole deadline, TR-03);
 - unusable answers (RFC 6749 §5.1, RFC 8693 §2.2.1, TX-02): a body that is not a JSON
   object, a missing ``access_token``, a ``token_type`` other than Bearer (``N_A``
   included), a non-numeric ``expires_in``, a missing or unexpected ``issued_token_type``;
@@ -21,7 +22,6 @@ Defends against:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -34,6 +34,7 @@ import httpx
 
 from .. import _io
 from .._io import Flow, ResponseTooLarge, Sleep, TransportFailure
+from .._json import parse_object
 from ..errors import (
     AuthRelayError,
     ConsentRequired,
@@ -43,7 +44,7 @@ from ..errors import (
 )
 from .client_auth import ClientAuthenticator
 from .errors import TokenEndpointUnavailable
-from .model import TokenResponse
+from .model import TokenResponse, usable_token
 
 __all__ = ["NEVER", "SAFE", "UNREACHED", "ErrorContext", "RetryPolicy", "request_token"]
 
@@ -101,8 +102,9 @@ def request_token(
         try:
             response = yield from _io.send(request, max_bytes=max_bytes, total_timeout=timeout)
         except TransportFailure as failure:
-            retryable = policy.replay == SAFE or (
-                policy.replay == UNREACHED and not failure.reached
+            # A timed-out attempt spent the whole deadline: answer now rather than wait again.
+            retryable = not (failure.timeout and failure.reached) and (
+                policy.replay == SAFE or (policy.replay == UNREACHED and not failure.reached)
             )
             wait = _backoff(attempt) if retryable else None
             error: AuthRelayError = (
@@ -186,10 +188,9 @@ def _build(
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
-        data = json.loads(response.content)
+        return parse_object(response.content, max_bytes=len(response.content))
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _parse(
@@ -204,6 +205,8 @@ def _parse(
     token_type = data.get("token_type")
     if not isinstance(access_token, str) or not access_token:
         raise UpstreamError("the token endpoint answer has no access_token", **_up(context))
+    if not usable_token(access_token):  # RFC 6749 A.12, RFC 6750 §2.1
+        raise UpstreamError("the token endpoint issued an unusable access token", **_up(context))
     # RFC 6749 §7.1, RFC 8693 §2.2.1: only Bearer tokens are usable here (N_A is not).
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise UpstreamError("the token endpoint issued a token that is not Bearer", **_up(context))
@@ -224,6 +227,8 @@ def _parse(
         raise UpstreamError("the token endpoint issued an unexpected token type", **_up(context))
     scope = data.get("scope")
     refresh = data.get("refresh_token")
+    if isinstance(refresh, str) and refresh and not usable_token(refresh):
+        raise UpstreamError("the token endpoint issued an unusable refresh token", **_up(context))
     id_token = data.get("id_token")
     return TokenResponse(
         access_token=access_token,

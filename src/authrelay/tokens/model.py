@@ -7,13 +7,24 @@ fingerprint.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._crypto import fingerprint_of
 
-__all__ = ["AccessToken", "TokenResponse"]
+__all__ = ["AccessToken", "TokenResponse", "usable_token"]
+
+# RFC 6749 A.12/A.17: a token is 1*VSCHAR (%x20-7E). It goes out in an ``Authorization:
+# Bearer`` header (RFC 6750 §2.1) or a form field, so the space is refused too: no CR/LF,
+# no control character, nothing outside ASCII can reach a request to another party.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def usable_token(value: object) -> bool:
+    """Whether a token from a token endpoint can be sent on as it is (RFC 6749 A.12)."""
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
