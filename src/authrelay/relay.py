@@ -20,6 +20,7 @@ import httpx
 
 from ._io import AsyncDriver, Flow, SyncDriver
 from ._types import Clock
+from .health import Readiness, readiness
 from .identity.resolve import BearerCheck, IdentityResolver
 from .identity.session import SessionManager
 from .observability import Stats, install_redaction
@@ -54,11 +55,16 @@ class Relay:
         self._idp_sync_transport = idp_sync_transport
         self.backend, self.async_backend = open_backends(settings.store, clock=clock)
         self.sessions = SessionManager(settings, clock=clock)
+        self.sessions.metrics = self.metrics
         self.bearer: BearerCheck | None = None
         if settings.bearer is not None:
             from .identity.bearer import BearerVerifier
 
-            self.bearer = BearerVerifier(settings, clock=clock)
+            verifier = BearerVerifier(settings, clock=clock)
+            verifier.metrics = self.metrics
+            self.metrics.register(lambda: _bearer_hits(verifier))
+            self.bearer = verifier
+        self.store_label = _store_label(settings.store.url)
         self.identity = IdentityResolver(self.sessions, self.bearer)
         self.services = ServiceRegistry(self)
         self.prefix = settings.routes.prefix
@@ -94,7 +100,9 @@ class Relay:
             client = httpx.AsyncClient(
                 transport=self._idp_transport, timeout=self._timeout(), follow_redirects=False
             )
-            self._async_driver = AsyncDriver(client, self.async_backend)
+            self._async_driver = AsyncDriver(
+                client, self.async_backend, metrics=self.metrics, store_label=self.store_label
+            )
         return self._async_driver
 
     @property
@@ -110,7 +118,9 @@ class Relay:
                         timeout=self._timeout(),
                         follow_redirects=False,
                     )
-                    driver = self._sync_driver = SyncDriver(client, self.backend)
+                    driver = self._sync_driver = SyncDriver(
+                        client, self.backend, metrics=self.metrics, store_label=self.store_label
+                    )
         return driver
 
     def _invalidate(self, key: str | None) -> None:
@@ -142,6 +152,18 @@ class Relay:
         """Counters and latencies per service/connector and flow (no secrets, no subjects)."""
         return self.metrics.snapshot()
 
+    def ready(self) -> Readiness:
+        """Readiness for WSGI apps: store reachable, provider metadata and keys loadable.
+
+        Truthy when ready; ``.checks`` names each dependency's status. Under ASGI use
+        :meth:`aready`.
+        """
+        return self.sync_driver.run(readiness(self))
+
+    async def aready(self) -> Readiness:
+        """:meth:`ready` for ASGI apps (runs on the event loop)."""
+        return await self.async_driver.run(readiness(self))
+
     async def aclose(self) -> None:
         """Close HTTP clients and stores (ASGI lifespan shutdown)."""
         await self.services.aclose()
@@ -155,6 +177,16 @@ class Relay:
         if self._sync_driver is not None:
             self._sync_driver.client.close()
         self.backend.close()
+
+
+def _bearer_hits(verifier: Any) -> list[tuple[str, str, str, int]]:
+    hits: int = verifier.hits
+    return [("bearer_verifications", "", "cached", hits)] if hits else []
+
+
+def _store_label(url: str) -> str:
+    scheme = url.split(":", 1)[0].lower()
+    return "redis" if scheme.startswith("redis") else scheme
 
 
 def _no_routes(request: AuthRequest) -> Flow[Response]:

@@ -39,6 +39,7 @@ from .._io import Flow
 from ..errors import AuthRelayError, CallbackError, MissingCredentials, UpstreamError
 from ..identity.cookies import find_cookie
 from ..identity.session import SessionRecord
+from ..observability import bounded
 from ..redirects import safe_next
 from ..responses import Response, error_response, redirect
 from ..routing import AuthRequest
@@ -187,7 +188,7 @@ class LoginFlows:
             response = yield from self._callback(connector, request, state)
         except AuthRelayError as exc:
             code = exc.code if isinstance(exc, CallbackError) else exc.error
-            self.metrics.incr("failures", target=connector.name, flow=code)
+            self.metrics.incr("failures", target=connector.name, flow=bounded(code))
             if isinstance(exc, CallbackError):
                 logger.info("callback_failed connector=%s error=%s", connector.name, code)
             else:
