@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -141,6 +142,36 @@ def test_relay_ready_reports_an_unreachable_store(make_relay: MakeRelay) -> None
     assert not readiness
     assert readiness.checks["store"] == "unreachable"
     assert readiness.checks["bearer"] == "ok"
+    assert relay.metrics.count("store_errors", target="redis", flow="get") == 1
+
+
+def test_singleflight_waiters_are_counted(
+    make_relay: MakeRelay, clean_idp: IdentityProvider
+) -> None:
+    relay, _ = make_relay()
+    clean_idp.faults.add("token", delay=1.0)  # the first request stays in flight a while
+    callers = 4
+    barrier = threading.Barrier(callers)
+
+    def call() -> None:
+        client = relay.services.client("billing", *_anonymous(), asynchronous=False)
+        barrier.wait()
+        client.authorization_header()
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    metrics = prometheus_metrics(relay)
+    with serve_wsgi(metrics.wsgi) as url:
+        samples = scrape(url + "/")
+    requests = value(samples, "authrelay_token_requests_total", target="billing")
+    waiters = value(samples, "authrelay_singleflight_waiters_total", target="billing", kind="token")
+    hits = value(samples, "authrelay_token_cache_hits_total", service="billing")
+    assert requests == clean_idp.counters.count(endpoint="token") == 1
+    # Every caller either sent the request, waited for it, or found its result cached.
+    assert requests + waiters + hits == callers
 
 
 def test_prometheus_metrics_as_a_wsgi_app_and_a_collector(
@@ -186,3 +217,17 @@ def test_prometheus_client_stays_optional(
         answer = httpx.get(f"{url}/metrics", timeout=30)
     assert answer.status_code == 501
     assert "authrelay[prometheus]" in answer.json()["detail"]
+
+
+def test_every_metric_is_in_the_deployment_docs() -> None:
+    from pathlib import Path
+
+    from authrelay.prometheus import COUNTERS, HISTOGRAMS
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text("utf-8")
+    for spec in COUNTERS.values():
+        labels = ", ".join(f"`{label}`" for label, _ in spec.labels) or "none"
+        assert f"| `{spec.metric}_total` | counter | {labels}" in docs, spec.metric
+    for spec in HISTOGRAMS.values():
+        labels = ", ".join(f"`{label}`" for label, _ in spec.labels)
+        assert f"| `{spec.metric}` | histogram | {labels} |" in docs, spec.metric
