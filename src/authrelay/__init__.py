@@ -30,6 +30,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .principal import Credentials, Principal
+from .prometheus import prometheus_metrics
 from .relay import Relay
 from .services import AsyncServiceClient, CallOptions, ServiceClient, Services, SyncServiceClient
 from .settings import Settings
@@ -68,6 +69,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UserTokenSource",
+    "prometheus_metrics",
 ]
 
 __version__ = "0.1.0"

@@ -181,11 +181,16 @@ class _SyncCall:
 class AsyncDriver:
     """Runs flows with an ``httpx.AsyncClient`` and an async store view (ASGI)."""
 
-    __slots__ = ("_inflight", "client", "store")
+    __slots__ = ("_inflight", "client", "metrics", "store", "store_label")
 
-    def __init__(self, client: httpx.AsyncClient, store: Any = None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, store: Any = None, *, metrics: Any = None,
+        store_label: str = "",
+    ) -> None:  # fmt: skip
         self.client = client
         self.store = store
+        self.metrics = metrics
+        self.store_label = store_label
         self._inflight: dict[Hashable, _AsyncCall] = {}
 
     async def run(self, flow: Flow[T]) -> T:
@@ -207,7 +212,18 @@ class AsyncDriver:
         if isinstance(effect, httpx.Request):
             return await self._http(effect)
         if isinstance(effect, StoreOp):
-            return await getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
+            if self.metrics is None:
+                return await getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
+            started = time.perf_counter()
+            failed = True
+            try:
+                value = await getattr(self.store, effect.name)(
+                    *effect.args, **(effect.kwargs or {})
+                )
+                failed = False
+                return value
+            finally:
+                _store_observed(self.metrics, self.store_label, effect.name, started, failed)
         if isinstance(effect, Shared):
             return await self._shared(effect)
         if isinstance(effect, Call):
@@ -219,6 +235,8 @@ class AsyncDriver:
     async def _shared(self, effect: Shared) -> Any:
         call = self._inflight.get(effect.key)
         if call is not None:
+            if self.metrics is not None:
+                _waiter(self.metrics, effect.key)
             await call.done.wait()
         else:
             call = self._inflight[effect.key] = _AsyncCall()
@@ -267,11 +285,16 @@ class AsyncDriver:
 class SyncDriver:
     """Runs flows with an ``httpx.Client`` and a sync store (WSGI, any number of threads)."""
 
-    __slots__ = ("_inflight", "_lock", "client", "store")
+    __slots__ = ("_inflight", "_lock", "client", "metrics", "store", "store_label")
 
-    def __init__(self, client: httpx.Client, store: Any = None) -> None:
+    def __init__(
+        self, client: httpx.Client, store: Any = None, *, metrics: Any = None,
+        store_label: str = "",
+    ) -> None:  # fmt: skip
         self.client = client
         self.store = store
+        self.metrics = metrics
+        self.store_label = store_label
         self._inflight: dict[Hashable, _SyncCall] = {}
         self._lock = threading.Lock()
         # a blocking socket cannot be cancelled: bound each socket operation instead (TR-03)
@@ -300,7 +323,16 @@ class SyncDriver:
         if isinstance(effect, httpx.Request):
             return self._http(effect)
         if isinstance(effect, StoreOp):
-            return getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
+            if self.metrics is None:
+                return getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
+            started = time.perf_counter()
+            failed = True
+            try:
+                value = getattr(self.store, effect.name)(*effect.args, **(effect.kwargs or {}))
+                failed = False
+                return value
+            finally:
+                _store_observed(self.metrics, self.store_label, effect.name, started, failed)
         if isinstance(effect, Shared):
             return self._shared(effect)
         if isinstance(effect, Call):
@@ -333,6 +365,8 @@ class SyncDriver:
                     del self._inflight[effect.key]
                 call.done.set()
         else:
+            if self.metrics is not None:
+                _waiter(self.metrics, effect.key)
             call.done.wait()
         if call.error is not None:
             raise call.error
@@ -368,6 +402,27 @@ class SyncDriver:
                 break
             request = follow
         return response, bytes(body)
+
+
+def _store_observed(metrics: Any, backend: str, op: str, started: float, failed: bool) -> None:
+    if failed:
+        metrics.incr("store_errors", target=backend, flow=op)
+    metrics.observe("store", time.perf_counter() - started, target=backend, flow=op)
+
+
+_WAITER_TARGET = {"authrelay.token": 1, "authrelay.agent": 1, "authrelay.connector-refresh": 2}
+
+
+def _waiter(metrics: Any, key: Hashable) -> None:
+    """Count a flow that waits on another's call; labels never carry a user or a URL."""
+    kind = key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else "other"
+    position = _WAITER_TARGET.get(kind)
+    target = key[position] if position is not None and isinstance(key, tuple) else ""
+    metrics.incr(
+        "singleflight_waits",
+        target=target if isinstance(target, str) else "",
+        flow=kind.removeprefix("authrelay.") if kind.startswith("authrelay.") else "other",
+    )
 
 
 def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:

@@ -22,6 +22,7 @@ import httpx
 from ._io import AsyncDriver, Flow, SyncDriver
 from ._types import Clock
 from .errors import ConfigurationError
+from .health import Readiness, readiness
 from .identity.resolve import BearerCheck, IdentityResolver
 from .identity.session import SessionManager
 from .observability import Stats, install_redaction
@@ -59,6 +60,7 @@ class Relay:
         self._idp_transport = idp_transport
         self._idp_sync_transport = idp_sync_transport
         self.backend, self.async_backend = open_backends(settings.store, clock=clock)
+        self.store_label = _store_label(settings.store.url)
         self.prefix = settings.routes.prefix
         self._async_driver: AsyncDriver | None = None
         self._sync_driver: SyncDriver | None = None
@@ -78,11 +80,16 @@ class Relay:
         """Build every part, collecting the start-up problems of all of them (one error)."""
         problems: list[str] = []
         self.sessions = SessionManager(settings, clock=self.clock)
+        self.sessions.metrics = self.metrics
         self.bearer: BearerCheck | None = None
         if settings.bearer is not None:
             from .identity.bearer import BearerVerifier
 
-            self.bearer = _gather(problems, lambda: BearerVerifier(settings, clock=self.clock))
+            verifier = _gather(problems, lambda: BearerVerifier(settings, clock=self.clock))
+            if verifier is not None:
+                verifier.metrics = self.metrics
+                self.metrics.register(lambda: _bearer_hits(verifier))
+            self.bearer = verifier
         self.identity = IdentityResolver(self.sessions, self.bearer)
         services = _gather(problems, lambda: ServiceRegistry(self))
         if settings.connectors:
@@ -117,7 +124,9 @@ class Relay:
             client = httpx.AsyncClient(
                 transport=self._idp_transport, timeout=self._timeout(), follow_redirects=False
             )
-            self._async_driver = AsyncDriver(client, self.async_backend)
+            self._async_driver = AsyncDriver(
+                client, self.async_backend, metrics=self.metrics, store_label=self.store_label
+            )
         return self._async_driver
 
     @property
@@ -133,7 +142,9 @@ class Relay:
                         timeout=self._timeout(),
                         follow_redirects=False,
                     )
-                    driver = self._sync_driver = SyncDriver(client, self.backend)
+                    driver = self._sync_driver = SyncDriver(
+                        client, self.backend, metrics=self.metrics, store_label=self.store_label
+                    )
         return driver
 
     def _invalidate(self, key: str | None) -> None:
@@ -178,6 +189,18 @@ class Relay:
             except Exception:  # start-up must go on; tried again within admin.refresh_interval
                 logger.exception("connector_records_startup_failed")
 
+    def ready(self) -> Readiness:
+        """Readiness for WSGI apps: store reachable, provider metadata and keys loadable.
+
+        Truthy when ready; ``.checks`` names each dependency's status. Under ASGI use
+        :meth:`aready`.
+        """
+        return self.sync_driver.run(readiness(self))
+
+    async def aready(self) -> Readiness:
+        """:meth:`ready` for ASGI apps (runs on the event loop)."""
+        return await self.async_driver.run(readiness(self))
+
     async def aclose(self) -> None:
         """Close HTTP clients and stores (ASGI lifespan shutdown)."""
         await self.services.aclose()
@@ -211,6 +234,16 @@ def _gather(problems: list[str], build: Callable[[], _T]) -> _T | None:
     except ConfigurationError as exc:
         problems.extend(exc.problems)
         return None
+
+
+def _bearer_hits(verifier: Any) -> list[tuple[str, str, str, int]]:
+    hits: int = verifier.hits
+    return [("bearer_verifications", "", "cached", hits)] if hits else []
+
+
+def _store_label(url: str) -> str:
+    scheme = url.split(":", 1)[0].lower()
+    return "redis" if scheme.startswith("redis") else scheme
 
 
 def _no_routes(request: AuthRequest) -> Flow[Response]:

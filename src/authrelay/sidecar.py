@@ -9,7 +9,9 @@ unchanged::
     GET  /AuthorizationHeaderUnauthenticated/{service}  app (or agent) header
     ANY  /DownstreamApi/{service}                    call the service for the caller
     ANY  /DownstreamApiUnauthenticated/{service}     call it as the app (or agent)
-    GET  /healthz
+    GET  /healthz                                    alive
+    GET  /readyz                                     store and providers reachable (503 if not)
+    GET  /metrics                                    Prometheus exposition
 
 Query parameters (names case-insensitive, as in ASP.NET): ``optionsOverride.Scopes``
 (repeatable), ``optionsOverride.RequestAppToken``,
@@ -46,6 +48,7 @@ from starlette.routing import Route
 from .errors import AuthRelayError, ConfigurationError, UnknownService
 from .identity.resolve import Resolution
 from .principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
+from .prometheus import PrometheusMetrics, prometheus_metrics
 from .relay import Relay
 from .settings import Settings
 
@@ -66,6 +69,7 @@ _TITLES = {
     403: "Forbidden",
     413: "Content Too Large",
     500: "Internal Server Error",
+    501: "Not Implemented",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
@@ -132,6 +136,7 @@ class Sidecar:
         self._agents_by_client = {
             agent.client_id: name for name, agent in relay.settings.agents.items()
         }
+        self._prometheus: PrometheusMetrics | None = None
 
     async def _caller(self, request: Request) -> tuple[Principal, Credentials]:
         authorization = request.headers.getlist("authorization")
@@ -258,8 +263,27 @@ class Sidecar:
         )
 
     async def healthz(self, request: Request) -> Response:
-        """Liveness probe."""
-        return JSONResponse({"status": "Healthy"})
+        """Liveness probe: the process answers."""
+        return JSONResponse({"status": "Healthy"}, headers={"cache-control": "no-store"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness probe: the store answers, provider metadata and keys load (503 if not)."""
+        readiness = await self.relay.aready()
+        return JSONResponse(
+            readiness.to_json(),
+            200 if readiness.ok else 503,
+            headers={"cache-control": "no-store"},
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text exposition of the relay's counters (needs prometheus-client)."""
+        if self._prometheus is None:
+            try:
+                self._prometheus = prometheus_metrics(self.relay)
+            except ImportError:
+                return _problem(501, "metrics need prometheus-client: authrelay[prometheus]")
+        body, content_type = self._prometheus.exposition()
+        return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
 
 
 def create_sidecar_app(settings: Settings | None = None, *, relay: Relay | None = None) -> Any:
@@ -300,6 +324,8 @@ def create_sidecar_app(settings: Settings | None = None, *, relay: Relay | None 
         Route("/DownstreamApiUnauthenticated/{service}", guarded(sidecar.downstream),
               methods=_METHODS),
         Route("/healthz", sidecar.healthz, methods=["GET"]),
+        Route("/readyz", sidecar.readyz, methods=["GET"]),
+        Route("/metrics", sidecar.metrics, methods=["GET"]),
     ]  # fmt: skip
     app = Starlette(routes=routes, lifespan=lifespan)
     return _CaseInsensitivePaths(app, [r.path.split("/")[1] for r in routes])
@@ -331,19 +357,24 @@ def _is_loopback(host: str) -> bool:
 
 
 def sidecar_main(argv: Sequence[str] | None = None) -> int:
-    """``authrelay sidecar --settings authrelay.toml [--host 127.0.0.1] [--port 5000]``."""
+    """``authrelay sidecar (--settings authrelay.toml | --from-env) [--host] [--port]``."""
     parser = argparse.ArgumentParser(
         prog="authrelay sidecar", description="Run the Entra SDK compatible sidecar."
     )
-    parser.add_argument("--settings", required=True, help="the authrelay TOML settings file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--settings", help="the authrelay TOML settings file")
+    source.add_argument(
+        "--from-env", action="store_true", help="settings from AUTHRELAY_* environment variables"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    origin = "environment" if args.from_env else args.settings
     try:
-        settings = Settings.from_toml(args.settings)
+        settings = Settings.from_env() if args.from_env else Settings.from_toml(args.settings)
     except ConfigurationError as exc:
-        sys.stderr.write(f"{args.settings}: invalid\n")
+        sys.stderr.write(f"{origin}: invalid\n")
         for problem in exc.problems:
             sys.stderr.write(f"  {problem}\n")
         return 1
@@ -352,7 +383,15 @@ def sidecar_main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         sys.stderr.write("the sidecar needs uvicorn: pip install uvicorn\n")
         return 1
-    if not _is_loopback(args.host):
+    if _is_loopback(args.host):
+        sys.stderr.write(
+            f"authrelay sidecar: listening on {args.host}:{args.port} (loopback only)\n"
+        )
+    else:
+        sys.stderr.write(
+            f"authrelay sidecar: listening on {args.host}:{args.port}, NOT loopback: anyone "
+            "who reaches this address gets tokens; keep it on a private network\n"
+        )
         logger.warning("sidecar_not_loopback host=%s: anyone who reaches it gets tokens", args.host)
     app = create_sidecar_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -114,6 +114,13 @@ def test_rt03_invalid_grant_after_another_worker_rotated_retries_with_the_stored
         assert idp.refresh_token_state(other.refresh_token or "") == "rotated"
         assert idp.refresh_token_state(final.refresh_token or "") == "active"
         assert refresh_count(idp, 3) == 3  # the other worker's, the refused one, the retry
+        metrics = app.relay.metrics  # what /auth/stats and /metrics report of it
+        refreshes = {"target": "idp", "flow": "connector", "grant": "refresh_token"}
+        assert metrics.count("token_requests", **refreshes, outcome="invalid_grant") == 1
+        assert metrics.count("token_requests", **refreshes, outcome="success") == 1
+        assert metrics.count("invalid_grant", target="idp") == 1
+        assert metrics.count("rotations", target="idp") == 1
+        assert metrics.count("sessions_created") == 1
 
 
 # -- ST-09 ------------------------------------------------------------------------------

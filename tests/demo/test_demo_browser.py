@@ -75,6 +75,7 @@ def test_sign_in_see_notes_connect_codehost_see_repositories_reload_keeps_sessio
     expect(repos).to_have_text(list(REPOSITORIES[CODE_ALICE.sub]))
     expect(page.locator("#status-panel")).to_have_attribute("data-ready", "true")
     expect(page.locator("#status-services")).to_contain_text("notes")
+    _panel_matches_stats_and_providers(page, demo)
     connected = shots(page, "connected")
     if os.environ.get("AUTHRELAY_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,39 @@ def test_sign_in_see_notes_connect_codehost_see_repositories_reload_keeps_sessio
     expect(repos).to_have_text(list(REPOSITORIES[CODE_ALICE.sub]))
     assert notes_on(page) == list(NOTES[ALICE.sub])
     shots(page, "reloaded")
+
+
+def _panel_matches_stats_and_providers(page: Any, demo: Demo) -> None:
+    """The panel shows what GET /auth/stats answers, which matches what the providers saw."""
+    stats = page.context.request.get(demo.app_url + "/auth/stats").json()
+    rows = []
+    for counter in stats["counters"]:
+        extra = [
+            f"{k}={v}" for k, v in counter.items() if k not in ("name", "target", "flow", "value")
+        ]
+        flow = " ".join(part for part in [counter["flow"], *extra] if part)
+        rows.append(f"{counter['name']}{counter['target']}{flow}{counter['value']}")
+    assert rows, "no counters after a sign-in and a connect"
+    expect(page.locator("#status-counters tr")).to_have_text(rows)
+
+    def counted(target: str, grant: str) -> int:
+        return sum(
+            c["value"]
+            for c in stats["counters"]
+            if c["name"] == "token_requests" and c["target"] == target and c.get("grant") == grant
+        )
+
+    for target, label in (("idp", "idp"), ("codehost", "codehost")):
+        provider = demo.providers[label].counters
+        for grant in ("authorization_code", "refresh_token"):
+            assert counted(target, grant) == provider.count("token", grant_type=grant), (
+                target,
+                grant,
+            )
+    assert counted("idp", "authorization_code") >= 1
+    assert counted("codehost", "authorization_code") >= 1
+    sessions = [c for c in stats["counters"] if c["name"] == "sessions_created"]
+    assert sessions and sessions[0]["value"] >= 1
 
 
 def test_se06_sign_out_ends_session_and_protected_page_redirects(

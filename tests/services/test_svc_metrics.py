@@ -45,6 +45,7 @@ def test_cl01_miss_then_hits_then_refresh_after_expiry(
     assert _counters(relay, "billing") == {
         ("cache_misses", "client_credentials"): 1,
         ("token_endpoint_calls", "client_credentials"): 1,
+        ("token_requests", "client_credentials"): 1,
     }
     assert _acquisitions(relay, "billing") == 1
 

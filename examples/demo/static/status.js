@@ -29,6 +29,14 @@
     return value === null ? null : value + " s";
   }
 
+  // The flow, then any further labels of the counter (grant, outcome).
+  function counterFlow(counter) {
+    var extra = Object.keys(counter).filter(function (key) {
+      return ["name", "target", "flow", "value"].indexOf(key) < 0;
+    }).map(function (key) { return key + "=" + counter[key]; });
+    return [counter.flow].concat(extra).filter(Boolean).join(" ");
+  }
+
   function get(url) {
     return fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (response) {
@@ -50,7 +58,7 @@
           return row([p.provider, p.token_calls.authorization_code, p.token_calls.refresh_token]);
         }), 3, "No providers.");
         fill("status-counters", stats.counters.map(function (c) {
-          return row([c.name, c.target, c.flow, c.value]);
+          return row([c.name, c.target, counterFlow(c), c.value]);
         }), 4, "No counters recorded yet.");
         document.getElementById("status-updated").textContent =
           "updated " + new Date().toLocaleTimeString();

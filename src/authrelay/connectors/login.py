@@ -42,6 +42,7 @@ from .._crypto import constant_time_equals, random_token
 from .._io import Flow
 from ..errors import AuthRelayError, CallbackError, MissingCredentials, UpstreamError
 from ..identity.session import SessionRecord
+from ..observability import bounded
 from ..redirects import safe_next
 from ..responses import Response, error_response, redirect
 from ..routing import AuthRequest
@@ -206,7 +207,7 @@ class LoginFlows:
 
     def _failed(self, connector: Connector, request: AuthRequest, exc: AuthRelayError) -> Response:
         code = exc.code if isinstance(exc, CallbackError) else exc.error
-        self.metrics.incr("failures", target=connector.name, flow=code)
+        self.metrics.incr("failures", target=connector.name, flow=bounded(code))
         if isinstance(exc, CallbackError):
             logger.info("callback_failed connector=%s error=%s", connector.name, code)
         else:

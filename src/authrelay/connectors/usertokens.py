@@ -47,6 +47,7 @@ from ..errors import (
     TokenStoreUnavailable,
     UpstreamError,
 )
+from ..observability import bounded
 from ..principal import Principal
 from ..settings import HttpSettings
 from ..stores.locks import single_flight
@@ -181,13 +182,13 @@ class ConnectorTokenSource:
                 wait=self.lock_ttl + LOCK_MARGIN,
             )
         except TokenStoreUnavailable as exc:
-            self.metrics.incr("failures", target=name, flow=exc.error)
+            self.metrics.incr("failures", target=name, flow=bounded(exc.error))
             # The store is down, or another worker held the lock past the whole budget.
             raise TokenStoreUnavailable(
                 exc.description, connector=name, retry_after=exc.retry_after or 1
             ) from None
         except AuthRelayError as exc:
-            self.metrics.incr("failures", target=name, flow=exc.error)
+            self.metrics.incr("failures", target=name, flow=bounded(exc.error))
             raise
         return token
 
@@ -266,6 +267,8 @@ class ConnectorTokenSource:
             updated_at=now,
         )
         self.metrics.incr("refreshes", target=name, flow="connector")
+        if response.refresh_token is not None and response.refresh_token != refresh_token:
+            self.metrics.incr("rotations", target=name, flow="connector")
         self.metrics.observe("refresh", time.perf_counter() - started, target=name)
         try:
             written = yield from self.store.save_tokens(user, updated, expected_version=version)

@@ -25,11 +25,13 @@ from typing import Any
 from .._crypto import fingerprint_of
 from .._io import Flow
 from ..errors import (
+    AuthRelayError,
     ConfigurationError,
     IdentityProviderUnavailable,
     InsufficientScope,
     InvalidToken,
 )
+from ..observability import Stats, bounded
 from ..principal import Credentials, Principal
 from ..settings import Settings
 from .discovery import Discovery, ProviderMetadata, UnsafeEndpoint, check_endpoint_url
@@ -78,6 +80,8 @@ class BearerVerifier:
         "_required",
         "_rules",
         "_validator",
+        "hits",
+        "metrics",
         "settings",
     )
 
@@ -130,6 +134,8 @@ class BearerVerifier:
         self._required = tuple(bearer.required_scopes)
         self._cache: TokenCache[_Verdict] = TokenCache(bearer.cache_size, clock=clock)
         self._entries = self._cache.entries
+        self.hits = 0  # verdicts answered from the cache (a plain int: no lock on that path)
+        self.metrics: Stats | None = None
 
     def __repr__(self) -> str:
         issuer = self.settings.bearer.issuer if self.settings.bearer else None
@@ -151,6 +157,7 @@ class BearerVerifier:
             raise InvalidToken(reason="inactive")
         if missing:
             raise InsufficientScope(scopes=self._required)
+        self.hits += 1
         return verified
 
     def verify(self, token: str, *, key: bytes | None = None) -> Flow[_Verified]:
@@ -160,6 +167,19 @@ class BearerVerifier:
         :class:`InsufficientScope` (403) or
         :class:`~authrelay.errors.IdentityProviderUnavailable` (503, ``retry_after`` set).
         """
+        metrics = self.metrics
+        if metrics is None:
+            verified: _Verified = yield from self._verify(token, key)
+            return verified
+        try:
+            verified = yield from self._verify(token, key)
+        except AuthRelayError as exc:
+            metrics.incr("bearer_verifications", flow=bounded(exc.error))
+            raise
+        metrics.incr("bearer_verifications", flow="valid")
+        return verified
+
+    def _verify(self, token: str, key: bytes | None) -> Flow[_Verified]:
         if key is None:
             key = hashlib.sha256(token.encode()).digest()
         if key in self._entries:

@@ -27,6 +27,7 @@ from .._crypto import DecryptionFailed, KeyRing, b64url_decode, b64url_encode, r
 from .._io import Flow, StoreOp
 from .._types import Clock
 from ..errors import ConfigurationError
+from ..observability import Stats
 from ..settings import Settings
 from .tokencache import TokenCache, token_key
 
@@ -131,6 +132,7 @@ class SessionManager:
         # Plain-dict caches with per-entry expiry: a hit is one hash and one dict lookup.
         self._opened: TokenCache[CookieState] = TokenCache(10_000, clock=clock)
         self._records: TokenCache[SessionRecord] = TokenCache(10_000, clock=clock)
+        self.metrics: Stats | None = None
 
     def __repr__(self) -> str:
         return f"SessionManager(cookie_name={self.cookie_name!r})"
@@ -255,6 +257,8 @@ class SessionManager:
         if replaces is not None:
             yield from self.destroy(replaces)
         self._records.put(key.encode(), self._clock() + _RECORD_CACHE_TTL, record)
+        if self.metrics is not None:
+            self.metrics.incr("sessions_created")
         return self.set_cookie(session_id, record.created_at or self._clock()), key
 
     def destroy(self, session_id: str) -> Flow[None]:
@@ -270,4 +274,6 @@ class SessionManager:
             return False
         self._records.discard(key.encode())
         deleted: bool = yield StoreOp("delete", (key,))
+        if deleted and self.metrics is not None:
+            self.metrics.incr("sessions_ended")
         return bool(deleted)

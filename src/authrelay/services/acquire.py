@@ -41,6 +41,7 @@ from ..errors import (
     TokenStoreUnavailable,
     UpstreamError,
 )
+from ..observability import bounded, grant_label
 from ..principal import Credentials, Principal
 from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, request_token
 from ..tokens.client_auth import ClientAuthenticator
@@ -184,7 +185,7 @@ def _acquire_once(
 def _code(exc: AuthRelayError) -> str:
     """The failure's label: the OAuth error code the token endpoint gave, else ours."""
     oauth_error = getattr(exc, "oauth_error", None)
-    return oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error
+    return bounded(oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error)
 
 
 def _fetch(
@@ -300,18 +301,26 @@ def _post(
     settings = runtime.settings
     relay = runtime.registry.relay
     http = relay.settings.http
-    relay.metrics.incr(
-        "token_endpoint_calls", target=runtime.name, flow=runtime.effective_flow(options)
-    )
-    response = yield from request_token(
-        endpoint,
-        form,
-        auth,
-        issuer=issuer,
-        policy=RetryPolicy(SAFE, settings.token_retries, settings.token_retry_deadline),
-        context=ErrorContext(service=runtime.name, scopes=scopes, user_grant=user_grant),
-        max_bytes=http.max_token_bytes,
-        timeout=http.token_timeout,
-        expect_issued_token_type=expect_issued,
-    )
+    flow = runtime.effective_flow(options)
+    relay.metrics.incr("token_endpoint_calls", target=runtime.name, flow=flow)
+    grant = grant_label(form.get("grant_type", ""))
+    started = time.perf_counter()
+    try:
+        response = yield from request_token(
+            endpoint,
+            form,
+            auth,
+            issuer=issuer,
+            policy=RetryPolicy(SAFE, settings.token_retries, settings.token_retry_deadline),
+            context=ErrorContext(service=runtime.name, scopes=scopes, user_grant=user_grant),
+            max_bytes=http.max_token_bytes,
+            timeout=http.token_timeout,
+            expect_issued_token_type=expect_issued,
+        )
+    except AuthRelayError as exc:
+        relay.metrics.token_request(
+            runtime.name, flow, grant, _code(exc), time.perf_counter() - started
+        )
+        raise
+    relay.metrics.token_request(runtime.name, flow, grant, "success", time.perf_counter() - started)
     return response

@@ -7,11 +7,12 @@ secret showing up anywhere (only the client id is ever printed).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from .._io import Flow, Shared
-from ..errors import UpstreamError
+from ..errors import AuthRelayError, UpstreamError
 from ..settings import AgentSettings
 from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, TokenCache
 from ..tokens import request_token as _request_token
@@ -64,6 +65,9 @@ class AgentRuntime:
             raise failure
         http = self.registry.relay.settings.http
         form = client_credentials_form(scopes=self.scopes, audience=self.settings.audience)
+        metrics = self.registry.relay.metrics
+        started = time.perf_counter()
+        outcome = "other"
         try:
             response = yield from _request_token(
                 endpoint,
@@ -76,8 +80,19 @@ class AgentRuntime:
                 timeout=http.token_timeout,
             )
         except UpstreamError as exc:
+            outcome = str(getattr(exc, "oauth_error", None) or exc.error)
             self.cache.fail(key, exc, _NEGATIVE_TTL)
             raise
+        except AuthRelayError as exc:
+            outcome = exc.error
+            raise
+        else:
+            outcome = "success"
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.token_request(
+                f"agent:{self.name}", "agent", "client_credentials", outcome, seconds
+            )
         now = self.registry.relay.clock()
         lifetime = response.expires_in or 300.0
         token = AccessToken(response.access_token, now + lifetime, scopes=self.scopes)
