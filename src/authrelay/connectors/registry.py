@@ -23,6 +23,7 @@ from ..errors import AuthRelayError, ConfigurationError
 from ..settings import ConnectorSettings
 from ..stores.tokens import StoredTokens, TokenStore
 from .connector import Connector
+from .events import TokenEventHook
 from .guards import RuleEntry, check_rules, guard_config
 from .metadata import ConnectorRecord, Profile
 
@@ -50,6 +51,9 @@ class ConnectorRegistry:
 
     def __init__(self, relay: Relay, *, on_sign_in: SignInHook | None = None) -> None:
         from .background import Background
+        from .events import TokenEvents
+        from .maintenance import Maintenance
+        from .refresher import Refresher
         from .routes import ConnectorRoutes
         from .usertokens import ConnectorTokenSource
 
@@ -101,8 +105,13 @@ class ConnectorRegistry:
             on_sign_in if on_sign_in is not None else settings.on_sign_in
         )
         self.background = Background(relay)
+        self.events = TokenEvents(self)
         self.routes = ConnectorRoutes(self)
         self.tokens = ConnectorTokenSource(self)
+        self.refresher = Refresher(self)
+        if self.refresher.enabled:
+            self.store.on_saved = self.refresher.index
+        self.maintenance = Maintenance(self)
 
     def __repr__(self) -> str:
         return f"ConnectorRegistry({sorted(self.connectors)!r})"
@@ -114,6 +123,10 @@ class ConnectorRegistry:
     def issuers(self) -> Mapping[str, str | None]:
         """Connector name → issuer (for reading sealed records)."""
         return {name: c.issuer for name, c in self.connectors.items()}
+
+    def set_token_event_hook(self, hook: TokenEventHook | None) -> None:
+        """Replace ``settings.on_token_event`` (a function, or a coroutine function under ASGI)."""
+        self.events.hook = hook
 
     def set_sign_in_hook(self, hook: SignInHook | None) -> None:
         """Replace ``settings.on_sign_in`` (a function, or a coroutine function under ASGI)."""
