@@ -36,10 +36,10 @@ def refresh_loop(
         barrier.wait(60)
         assert relay.start_background()
         deadline = time.monotonic() + 30
-        while not await refreshed() and time.monotonic() < deadline:
+        while not await refreshed() and time.monotonic() < deadline:  # noqa: ASYNC110
             await anyio.sleep(0.05)
         passes = registry.maintenance.passes
-        while registry.maintenance.passes < passes + 5:  # more passes: nothing more to do
+        while registry.maintenance.passes < passes + 5:  # noqa: ASYNC110 (more passes)
             await anyio.sleep(0.05)
         await relay.aclose()
         return int(registry.maintenance.running)
