@@ -53,11 +53,18 @@ class Refresher:
         self.store = registry.store
         self._clock = registry.relay.clock
         self.schedules: dict[str, tuple[float | None, float | None]] = {}
-        for name, connector in registry.connectors.items():
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the schedules from the connectors again (after a runtime change)."""
+        schedules: dict[str, tuple[float | None, float | None]] = {}
+        for name, connector in self.registry.connectors.items():
             config = connector.settings
             idle = config.keep_alive_after if config.keep_alive else None
             if config.refresh_ahead is not None or idle is not None:
-                self.schedules[name] = (config.refresh_ahead, idle)
+                schedules[name] = (config.refresh_ahead, idle)
+        self.schedules = schedules
+        self.store.on_saved = self.index if schedules else None
 
     def __repr__(self) -> str:
         return f"Refresher(connectors={sorted(self.schedules)!r})"

@@ -109,8 +109,6 @@ class ConnectorRegistry:
         self.routes = ConnectorRoutes(self)
         self.tokens = ConnectorTokenSource(self)
         self.refresher = Refresher(self)
-        if self.refresher.enabled:
-            self.store.on_saved = self.refresher.index
         self.maintenance = Maintenance(self)
 
     def __repr__(self) -> str:
@@ -237,6 +235,7 @@ class ConnectorRegistry:
         yield from self.store.save_connector_record(record.id, stored)
         self.connectors[name] = connector
         self.records[name] = record
+        self.refresher.reload()
         return record
 
     def settings_of(self, name: str) -> ConnectorSettings | None:
