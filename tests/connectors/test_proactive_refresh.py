@@ -339,3 +339,18 @@ def test_asgi_lifespan_starts_the_task_and_shutdown_stops_it() -> None:
     assert task.done()
     assert not maintenance.running
     relay.close()
+
+
+def test_the_wsgi_middleware_starts_the_loop_with_the_first_request() -> None:
+    from connector_helpers import wsgi_echo_app
+
+    from authrelay.wsgi import AuthRelayWSGIMiddleware
+
+    relay = _relay(refresh_ahead="10m")
+    middleware = AuthRelayWSGIMiddleware(wsgi_echo_app, relay=relay)
+    assert not relay.connectors.maintenance.running  # nothing at import (pre-fork servers)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
+    middleware(environ, lambda status, headers, exc_info=None: None)
+    assert relay.connectors.maintenance.running
+    relay.close()
+    assert not relay.connectors.maintenance.running
