@@ -63,9 +63,14 @@ class AuthRelayMiddleware:
         self._anonymous_services = relay.services.for_request(
             ANONYMOUS, NO_CREDENTIALS, asynchronous=True
         )
+        self._start_pending = True
+        """The background loop starts at ``lifespan.startup``, else with the first request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if self._start_pending and kind != "lifespan":
+            self._start_pending = False
+            self.relay.start_background()
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
                 receive = self._watch_lifespan(receive)
@@ -201,6 +206,8 @@ class AuthRelayMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.relay.astartup()
+                self._start_pending = False
+                self.relay.start_background()
             elif message["type"] == "lifespan.shutdown":
                 try:
                     await self.relay.aclose()

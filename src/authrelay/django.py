@@ -104,6 +104,10 @@ def with_lifespan(application: ASGIApp) -> ASGIApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    get_relay().start_background()
+                except Exception:  # the app still starts; requests will say what is wrong
+                    logger.exception("background_start_failed")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:

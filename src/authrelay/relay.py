@@ -201,15 +201,31 @@ class Relay:
         """:meth:`ready` for ASGI apps (runs on the event loop)."""
         return await self.async_driver.run(readiness(self))
 
+    def start_background(self) -> bool:
+        """Start proactive refresh and webhook delivery, if configured; idempotent.
+
+        Under ASGI (called on the event loop) an asyncio task, else a daemon thread. The
+        middlewares call it at ``lifespan.startup`` or on the first request; :meth:`aclose`
+        and :meth:`close` stop it. False when there is nothing to run or it already runs.
+        """
+        connectors = getattr(self, "connectors", None)
+        return False if connectors is None else bool(connectors.maintenance.start())
+
     async def aclose(self) -> None:
-        """Close HTTP clients and stores (ASGI lifespan shutdown)."""
+        """Stop the background loop; close HTTP clients and stores (ASGI lifespan shutdown)."""
+        connectors = getattr(self, "connectors", None)
+        if connectors is not None:
+            await connectors.maintenance.astop()
         await self.services.aclose()
         if self._async_driver is not None:
             await self._async_driver.client.aclose()
         await self.async_backend.aclose()
 
     def close(self) -> None:
-        """Close HTTP clients and stores (WSGI, at exit)."""
+        """Stop the background loop; close HTTP clients and stores (WSGI, at exit)."""
+        connectors = getattr(self, "connectors", None)
+        if connectors is not None:
+            connectors.maintenance.stop()
         self.services.close()
         if self._sync_driver is not None:
             self._sync_driver.client.close()

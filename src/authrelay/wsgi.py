@@ -80,8 +80,12 @@ class AuthRelayWSGIMiddleware:
             ),
             "authrelay.relay": relay,
         }
+        self._start_pending = True
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self._start_pending:  # after a pre-fork import, in the worker that serves
+            self._start_pending = False
+            self.relay.start_background()
         # The common case first: no credentials and not a connector route. This path is
         # what ``_handle`` would do for it, minus the calls (anonymous, nothing to set).
         if (

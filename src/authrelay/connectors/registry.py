@@ -25,6 +25,7 @@ from ..settings import ConnectorSettings
 from ..settings.urls import url_problem
 from ..stores.tokens import StoredTokens, TokenStore
 from .connector import Connector
+from .events import TokenEventHook
 from .guards import RuleEntry, check_rules, guard_config
 from .metadata import ConnectorRecord, Profile
 from .records import RecordRefused, effective_config, merge_change
@@ -53,6 +54,9 @@ class ConnectorRegistry:
 
     def __init__(self, relay: Relay, *, on_sign_in: SignInHook | None = None) -> None:
         from .background import Background
+        from .events import TokenEvents
+        from .maintenance import Maintenance
+        from .refresher import Refresher
         from .routes import ConnectorRoutes
         from .usertokens import ConnectorTokenSource
 
@@ -109,8 +113,11 @@ class ConnectorRegistry:
             on_sign_in if on_sign_in is not None else settings.on_sign_in
         )
         self.background = Background(relay)
+        self.events = TokenEvents(self)
         self.routes = ConnectorRoutes(self)
         self.tokens = ConnectorTokenSource(self)
+        self.refresher = Refresher(self)
+        self.maintenance = Maintenance(self)
 
     def __repr__(self) -> str:
         return f"ConnectorRegistry({sorted(self.connectors)!r})"
@@ -122,6 +129,10 @@ class ConnectorRegistry:
     def issuers(self) -> Mapping[str, str | None]:
         """Connector name → issuer (for reading sealed records)."""
         return {name: c.issuer for name, c in self.connectors.items()}
+
+    def set_token_event_hook(self, hook: TokenEventHook | None) -> None:
+        """Replace ``settings.on_token_event`` (a function, or a coroutine function under ASGI)."""
+        self.events.hook = hook
 
     def set_sign_in_hook(self, hook: SignInHook | None) -> None:
         """Replace ``settings.on_sign_in`` (a function, or a coroutine function under ASGI)."""
@@ -346,6 +357,7 @@ class ConnectorRegistry:
                 self.connectors[name] = connector
                 self.records[name] = record
                 (self.disabled.discard if record.enabled else self.disabled.add)(name)
+                self.refresher.reload()
                 logger.info("connector_record_saved connector=%s", name)
                 return record
         raise RecordRefused(f"connectors.{name}: changed concurrently too often; try again")

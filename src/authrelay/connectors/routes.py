@@ -278,6 +278,7 @@ class ConnectorRoutes:
                 connector = self.registry.get(record.connector)
                 if connector is not None:
                     revoked.append((connector, record))
+                    yield from self.registry.events.emit("revoked", connector.name, user, "logout")
             yield from self.relay.sessions.destroy(principal.session_id)  # SE-06
             later: list[tuple[_Revocation, float]] = []
             for connector, record in revoked:

@@ -90,6 +90,7 @@ class ConnectorTokenSource:
         self.lock_ttl = lock_ttl(registry.relay.settings.http)
         self.metrics = registry.relay.metrics
         self.pins = PinnedTokens(self.store)
+        self.events = registry.events
 
     def __repr__(self) -> str:
         return f"ConnectorTokenSource(pinned={len(self.pins)})"
@@ -148,14 +149,26 @@ class ConnectorTokenSource:
             if self._fresh(record):
                 return self._token(record)
             raise self._reauth(connector, "the access to this account has expired")
+        reason = "forced" if force_refresh else "expiring"
         token: AccessToken = yield Shared(
             ("authrelay.connector-refresh", user, connector),
-            lambda: self._refresh(target, user, record, force_refresh),
+            lambda: self._refresh(target, user, record, force_refresh, reason),
+        )
+        return token
+
+    def refresh_due(
+        self, connector: Connector, user: str, record: StoredTokens, reason: str
+    ) -> Flow[AccessToken]:
+        """Refresh ``record`` now, unless another worker replaced it meanwhile (the
+        proactive refresher: same lock, same rotation rules as a request)."""
+        token: AccessToken = yield Shared(
+            ("authrelay.connector-refresh", user, connector.name),
+            lambda: self._refresh(connector, user, record, True, reason),
         )
         return token
 
     def _refresh(
-        self, connector: Connector, user: str, used: StoredTokens, force: bool
+        self, connector: Connector, user: str, used: StoredTokens, force: bool, reason: str
     ) -> Flow[AccessToken]:
         name = connector.name
 
@@ -177,22 +190,25 @@ class ConnectorTokenSource:
             token: AccessToken = yield from single_flight(
                 self.store.lock_key(user, name),
                 read=read,
-                produce=lambda: self._refresh_locked(connector, user),
+                produce=lambda: self._refresh_locked(connector, user, reason),
                 ttl=self.lock_ttl,
                 wait=self.lock_ttl + LOCK_MARGIN,
             )
         except TokenStoreUnavailable as exc:
             self.metrics.incr("failures", target=name, flow=bounded(exc.error))
+            yield from self.events.emit("refresh_failed", name, user, exc.error)
             # The store is down, or another worker held the lock past the whole budget.
             raise TokenStoreUnavailable(
                 exc.description, connector=name, retry_after=exc.retry_after or 1
             ) from None
         except AuthRelayError as exc:
             self.metrics.incr("failures", target=name, flow=bounded(exc.error))
+            if not isinstance(exc, ReauthorizationRequired):
+                yield from self.events.emit("refresh_failed", name, user, _reason(exc))
             raise
         return token
 
-    def _refresh_locked(self, connector: Connector, user: str) -> Flow[AccessToken]:
+    def _refresh_locked(self, connector: Connector, user: str, reason: str) -> Flow[AccessToken]:
         """Under the lock, after ``read`` found nothing usable: one refresh grant."""
         name = connector.name
         record, version = yield from self.pins.load(user, connector)
@@ -239,6 +255,7 @@ class ConnectorTokenSource:
                         user, latest.expired_link(self._clock()), expected_version=version
                     )
                 logger.info("connector_link_expired connector=%s", name)
+                yield from self.events.emit("reauthorization_required", name, user, "invalid_grant")
                 raise self._reauth(name, "the access to this account was revoked") from None
         else:  # pragma: no cover - the loop always breaks or raises
             raise UpstreamError("the token endpoint failed", connector=name)
@@ -285,4 +302,13 @@ class ConnectorTokenSource:
         elif written is None:
             # Changed or deleted while the lock was held (logout, ST-10): not resurrected.
             logger.warning("refresh_write_conflict connector=%s", name)
+            return self._token(updated)
+        rotated = updated.refresh_token != record.refresh_token
+        yield from self.events.emit("rotated" if rotated else "refreshed", name, user, reason)
         return self._token(updated)
+
+
+def _reason(exc: AuthRelayError) -> str:
+    """The OAuth error from the provider when there is one, else authrelay's code."""
+    oauth_error = getattr(exc, "oauth_error", None)
+    return oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error

@@ -31,6 +31,7 @@ from .core import (
     AdminSettings,
     BearerSettings,
     ClientSettings,
+    EventsSettings,
     HttpSettings,
     RoutesSettings,
     SessionSettings,
@@ -46,6 +47,7 @@ __all__ = [
     "BearerSettings",
     "ClientSettings",
     "ConnectorSettings",
+    "EventsSettings",
     "HttpSettings",
     "RoutesSettings",
     "ServiceSettings",
@@ -88,6 +90,11 @@ class Settings(Section):
     A callable, or in TOML an import path (``"myapp.users:on_sign_in"``); it may be
     ``async`` under ASGI. The returned id becomes the principal's subject.
     """
+    events: EventsSettings | None = None
+    """``[events]``: a webhook that receives token events (docs/deployment.md)."""
+    on_token_event: ImportString[Callable[..., Any]] | None = None
+    """``on_token_event(event)``: called when a connector token is refreshed, rotated,
+    fails to refresh, is revoked or needs reauthorization; sync, or ``async`` under ASGI."""
 
     def __init__(self, **data: Any) -> None:
         try:

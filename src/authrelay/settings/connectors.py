@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
-from .core import check_credentials
+from .core import Duration, check_credentials
 
 __all__ = ["ConnectorSettings"]
 
@@ -83,6 +83,16 @@ class ConnectorSettings(Section):
     backchannel_logout: bool = True
     """OIDC: accept logout tokens at ``{prefix}/{name}/backchannel-logout`` (Back-Channel
     Logout 1.0) and end the sessions they name."""
+    refresh_ahead: Duration | None = None
+    """Refresh users' tokens in the background this long before they expire (``"10m"``),
+    so requests never wait for a refresh; one worker refreshes each token (the
+    cross-process refresh lock). Off when unset."""
+    keep_alive: bool = False
+    """Also refresh a token that has not been refreshed for ``keep_alive_after``, so a
+    refresh token with an idle expiry at the provider stays alive (Nango-style)."""
+    keep_alive_after: Duration = 7 * 86400.0
+    """With ``keep_alive``: the idle time after which a token is refreshed; set it well
+    below the provider's refresh-token idle expiry."""
 
     @field_validator("fetch_userinfo", mode="before")
     @classmethod

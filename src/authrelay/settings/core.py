@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
 
@@ -12,6 +12,8 @@ __all__ = [
     "AdminSettings",
     "BearerSettings",
     "ClientSettings",
+    "Duration",
+    "EventsSettings",
     "HttpSettings",
     "RoutesSettings",
     "SessionSettings",
@@ -242,3 +244,63 @@ class AdminSettings(Section):
     refresh_interval: Annotated[float, Field(gt=0, le=300)] = 5.0
     """Seconds a worker trusts its copy of the connector records before it checks the store
     again (one read); on Redis a change is also heard at once through invalidation."""
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(value: object) -> object:
+    """``"10m"``, ``"90s"``, ``"2h"``, ``"7d"`` or a number of seconds → seconds."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit is not None else text
+        try:
+            return float(number) * (unit or 1.0)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number of seconds or e.g. '90s', "
+                "'10m', '2h', '7d'"
+            ) from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+"""Seconds, or a string with a unit: ``"90s"``, ``"10m"``, ``"2h"``, ``"7d"``."""
+
+
+class EventsSettings(Section):
+    """``[events]``: send token events to a webhook (HMAC-signed JSON, at least once)."""
+
+    url: str
+    """Where events are POSTed: ``https://``, or ``http://`` on a loopback host."""
+    secret: SecretStr
+    """Signs each delivery (``X-Authrelay-Signature``, HMAC-SHA256); at least 16 bytes."""
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    """Deliveries of one event before it is dead-lettered (kept, logged, not retried)."""
+    backoff: Duration = 2.0
+    """Wait before the first retry; doubles per attempt, at most 10 minutes."""
+    timeout: Duration = 5.0
+    """Per delivery (connect, send, answer)."""
+    poll_interval: Duration = 5.0
+    """How often each process looks for queued events (new ones are sent at once)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError("must be an https:// URL (http:// only on a loopback host)")
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < 16:
+            raise ValueError("must be at least 16 bytes")
+        return value

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from .._crypto import DecryptionFailed, KeyRing, fingerprint_of, random_token
@@ -38,9 +38,14 @@ __all__ = ["LinkRecord", "StoredTokens", "TokenStore", "Transaction"]
 logger = logging.getLogger("authrelay.store")
 
 SCHEMA = "v1"
-Kind = Literal["tokens", "link", "profile", "connector", "tx", "lock", "logout"]
+Kind = Literal["tokens", "link", "profile", "connector", "tx", "lock", "logout", "due", "event"]
 MAX_INDEXED_SESSIONS = 50
 """Sessions remembered per provider ``sub`` or ``sid`` for back-channel logout (newest kept)."""
+
+
+def digest(*parts: str) -> str:
+    """A short SHA-256 digest for keys (ST-06: never a raw user id or token in a key)."""
+    return _digest(*parts)
 
 
 def _digest(*parts: str) -> str:
@@ -54,6 +59,8 @@ class TokenStore:
         self._ring = ring
         self._prefix = prefix
         self._clock = clock
+        self.on_saved: Callable[[str, StoredTokens], Flow[None]] | None = None
+        """Called after each token write (the proactive-refresh index, ``refresher``)."""
 
     def __repr__(self) -> str:
         return f"TokenStore(prefix={self._prefix!r})"
@@ -108,6 +115,29 @@ class TokenStore:
         )
         return new
 
+    # -- sealed records of other modules (refresh index, event queue) --------------------
+
+    def key(self, name: str) -> str:
+        """``name`` under this store's key prefix."""
+        return self._prefix + name
+
+    def get_sealed(self, kind: Kind, key: str) -> Flow[tuple[bytes | None, int]]:
+        """The opened value at ``key`` sealed as ``kind`` (None when absent or unreadable)."""
+        return (yield from self._read(key, self._aad(kind, "", None, key)))
+
+    def put_sealed(
+        self,
+        kind: Kind,
+        key: str,
+        plain: bytes,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> Flow[int | None]:
+        """Seal ``plain`` as ``kind`` bound to ``key`` and write it (compare-and-set)."""
+        aad = self._aad(kind, "", None, key)
+        return (yield from self._write(key, plain, aad, expected_version=expected_version, ttl=ttl))
+
     # -- user tokens per (user, connector) ----------------------------------------------
 
     def tokens_key(self, user: str, connector: str) -> str:
@@ -134,9 +164,12 @@ class TokenStore:
         """Write tokens with compare-and-set; None when another writer got there first."""
         key = self.tokens_key(user, tokens.connector)
         aad = self._aad("tokens", user, tokens.issuer, tokens.connector)
-        return (
-            yield from self._write(key, tokens.to_json(), aad, expected_version=expected_version)
+        written = yield from self._write(
+            key, tokens.to_json(), aad, expected_version=expected_version
         )
+        if written is not None and self.on_saved is not None:
+            yield from self.on_saved(user, tokens)
+        return written
 
     def delete_tokens(self, user: str, connector: str) -> Flow[bool]:
         """Remove a user's tokens for a connector."""
