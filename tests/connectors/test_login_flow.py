@@ -177,3 +177,23 @@ def test_ac02_verifier_matches_challenge_and_never_reaches_the_browser(
         digest = hashlib.sha256(tx_cookie.encode()).digest()
         as_challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     assert as_challenge != params["code_challenge"]  # the cookie is not the verifier
+
+
+def test_authorization_endpoint_query_is_kept_and_authorize_params_cannot_override(
+    idp: IdentityProvider,
+) -> None:
+    # RFC 6749 §3.1: the endpoint URI MAY include a query component, which MUST be
+    # retained when adding parameters (e.g. an Azure AD B2C policy).
+    connector = {
+        "authorization_endpoint": f"{idp.issuer}/authorize?p=b2c_1_signin",
+        "authorize_params": {"prompt": "login", "response_type": "token", "state": "fixed"},
+    }
+    with run_app(idp, connector=connector) as app:
+        start = app.client.get(f"{app.base}/auth/idp/login")
+    location = start.headers["location"]
+    assert location.startswith(f"{idp.issuer}/authorize?p=b2c_1_signin&")
+    params = query_of(location)
+    assert params["p"] == "b2c_1_signin" and params["prompt"] == "login"
+    assert params["response_type"] == "code"  # AC-10
+    assert params["state"] != "fixed" and len(params["state"]) >= 43
+    assert location.count("state=") == 1 and location.count("response_type=") == 1

@@ -138,7 +138,7 @@ class MiniIdP:
             "introspection_endpoint": f"{self.issuer}/introspect",
         }
         doc.update(self.metadata_overrides)
-        return doc
+        return {k: v for k, v in doc.items() if v is not DROP}
 
     def _fault(self, name: str) -> Response | None:
         self.counters[name] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bearer_idp import (
+    DROP,
     Dispatcher,
     FakeClock,
     MiniIdP,
@@ -212,3 +213,55 @@ def test_failed_refresh_keeps_last_good_document(
     idp.faults["openid"] = lambda: Response(status_code=503)
     assert driver.run(discovery.document()) is first
     assert discovery.cached() is first
+
+
+# -- members checked by authlib's RFC 8414 / OIDC Discovery rules ------------------------
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("response_types_supported", "code"),  # RFC 8414 §2: a JSON array
+        ("grant_types_supported", "authorization_code"),
+        ("token_endpoint_auth_signing_alg_values_supported", ["none"]),  # MUST NOT be used
+        ("subject_types_supported", ["everyone"]),  # OIDC Discovery §3: public, pairwise
+        ("claims_parameter_supported", "yes"),  # a boolean
+    ],
+)
+def test_malformed_metadata_member_is_503_naming_it(
+    idp: MiniIdP, clock: FakeClock, driver: SyncDriver, member: str, value: object
+) -> None:
+    idp.metadata_overrides[member] = value
+    error = unavailable(driver, discover(idp, clock))
+    assert "metadata is invalid" in error.description
+    assert member in error.description
+
+
+def test_rfc8414_document_is_not_held_to_oidc_rules(
+    server: tuple[str, Dispatcher], clock: FakeClock, driver: SyncDriver
+) -> None:
+    base_url, dispatcher = server
+    idp = install(dispatcher, base_url, clock, path="/plain-oauth")
+    idp.oidc_discovery = False
+    idp.metadata_overrides["subject_types_supported"] = ["everyone"]  # not an RFC 8414 member
+    assert driver.run(discover(idp, clock).document()).issuer == f"{base_url}/plain-oauth"
+
+
+def test_a_minimal_bearer_issuer_document_is_enough(
+    idp: MiniIdP, clock: FakeClock, driver: SyncDriver
+) -> None:
+    # RFC 8414 requires response_types_supported and an authorization endpoint of a full
+    # authorization server; a resource server's issuer only needs issuer and jwks_uri.
+    for member in ("token_endpoint", "introspection_endpoint"):
+        idp.metadata_overrides[member] = DROP
+    doc = driver.run(discover(idp, clock).document())
+    assert set(doc) == {"issuer", "jwks_uri"}
+
+
+def test_an_es256_only_provider_is_accepted(
+    idp: MiniIdP, clock: FakeClock, driver: SyncDriver
+) -> None:
+    # OIDC Discovery §3 asks providers to list RS256; each ID token's alg is checked
+    # against the connector's setting instead, so a provider without RS256 still works.
+    idp.metadata_overrides["id_token_signing_alg_values_supported"] = ["ES256"]
+    assert driver.run(discover(idp, clock).document()).issuer == idp.issuer

@@ -34,8 +34,8 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from .._crypto import constant_time_equals, random_token
@@ -175,12 +175,18 @@ class LoginFlows:
             if connector.settings.acr_essential:  # OIDC Core §5.5.1.1
                 claims = {"id_token": {"acr": {"essential": True, "values": acr_values}}}
                 params["claims"] = json.dumps(claims, separators=(",", ":"))
-        separator = "&" if "?" in endpoints.authorization else "?"
-        response = redirect(
-            endpoints.authorization + separator + urlencode(params),
-            302,
-            [("referrer-policy", "no-referrer")],  # the provider never sees our URL
+        uri = prepare_grant_uri(  # RFC 6749 §4.1.1: added to the endpoint's own query
+            endpoints.authorization,
+            params.pop("client_id"),
+            params.pop("response_type"),
+            redirect_uri=params.pop("redirect_uri"),
+            scope=params.pop("scope"),
+            state=params.pop("state"),
+            **params,
         )
+        response = redirect(
+            uri, 302, [("referrer-policy", "no-referrer")]
+        )  # the provider never sees our URL
         cookies = request.headers.get("cookie", "")
         response.set_cookie(self._preauth.add(cookies, state, binding, TRANSACTION_TTL))
         return response

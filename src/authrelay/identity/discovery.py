@@ -23,6 +23,8 @@ from types import MappingProxyType
 from typing import Any
 
 import httpx
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
 
 from .. import _io
 from .._io import Flow
@@ -37,6 +39,7 @@ __all__ = [
     "ProviderMetadata",
     "UnsafeEndpoint",
     "check_endpoint_url",
+    "check_members",
     "is_loopback_host",
     "metadata_failure",
 ]
@@ -55,6 +58,10 @@ _ENDPOINT_FIELDS = (
     "device_authorization_endpoint",
     "pushed_authorization_request_endpoint",
 )
+_NOT_REQUIRED_OF_PROVIDERS = frozenset({"id_token_signing_alg_values_supported"})
+"""Members whose authlib rule asks more of a provider than a relying party needs: OIDC
+Discovery §3 wants RS256 listed for interoperability, while authrelay checks each ID
+token's ``alg`` against the connector's own setting."""
 _FAILURE_TTL = 5.0
 """Seconds a failed fetch is remembered (callers get 503 without a new request)."""
 
@@ -157,8 +164,33 @@ def discovery_urls(issuer: str) -> tuple[str, str]:
     return oidc, oauth
 
 
-def validate_metadata(data: Any, issuer: str, http: HttpSettings) -> ProviderMetadata:
-    """Check a parsed metadata document; raise :class:`IdentityProviderUnavailable`."""
+def check_members(data: dict[str, Any], *, oidc: bool) -> None:
+    """Apply authlib's RFC 8414 (and, for ``oidc``, OIDC Discovery §3) rules to every
+    registered member the document carries; raise :class:`ValueError` naming the member.
+
+    Only members that are present are checked: a bearer-only issuer needs no
+    ``authorization_endpoint`` or ``response_types_supported``, and the endpoints a
+    connector needs are required where it uses them.
+    """
+    models: list[Any] = [AuthorizationServerMetadata(data)]
+    if oidc:
+        models.append(OpenIDProviderMetadata(data))
+    for model in models:
+        for name in model.REGISTRY_KEYS:
+            if name in data and name not in _NOT_REQUIRED_OF_PROVIDERS:
+                getattr(model, f"validate_{name}")()
+
+
+def validate_metadata(
+    data: Any, issuer: str, http: HttpSettings, *, oidc: bool = True
+) -> ProviderMetadata:
+    """Check a parsed metadata document; raise :class:`IdentityProviderUnavailable`.
+
+    Our own checks come first and are stricter than authlib's: the issuer must equal the
+    configured one exactly, and every endpoint must pass :func:`check_endpoint_url`
+    (authlib accepts plain ``http`` on loopback hosts, or anywhere when
+    ``AUTHLIB_INSECURE_TRANSPORT`` is set). Then :func:`check_members`.
+    """
     if not isinstance(data, dict):
         raise IdentityProviderUnavailable(
             "the identity provider's metadata is not a JSON object", retry_after=int(_FAILURE_TTL)
@@ -181,6 +213,13 @@ def validate_metadata(data: Any, issuer: str, http: HttpSettings) -> ProviderMet
                     f"the identity provider's metadata has an unsafe {name}: {exc}",
                     retry_after=60,
                 ) from None
+    try:
+        check_members(data, oidc=oidc)
+    except ValueError as exc:
+        logger.error("discovery_invalid_metadata issuer=%s problem=%s", issuer, exc)
+        raise IdentityProviderUnavailable(
+            f"the identity provider's metadata is invalid: {exc}", retry_after=60
+        ) from None
     return ProviderMetadata(data)
 
 
@@ -247,8 +286,10 @@ class Discovery:
     def _download(self) -> Flow[ProviderMetadata]:
         oidc_url, oauth_url = discovery_urls(self.issuer)
         response = yield from self._get(oidc_url)
+        oidc = True
         if 400 <= response.status_code < 500 and response.status_code != 429:
             response = yield from self._get(oauth_url)
+            oidc = False
         if response.status_code != 200:
             logger.warning(
                 "discovery_failed issuer=%s status=%s", self.issuer, response.status_code
@@ -259,7 +300,7 @@ class Discovery:
         except ValueError:
             logger.warning("discovery_failed issuer=%s reason=not_json", self.issuer)
             raise metadata_failure("metadata", _FAILURE_TTL) from None
-        return validate_metadata(data, self.issuer, self.http)
+        return validate_metadata(data, self.issuer, self.http, oidc=oidc)
 
     def _get(self, url: str) -> Flow[httpx.Response]:
         request = httpx.Request("GET", url, headers={"Accept": "application/json"})

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.backoff
 import redis.client
@@ -124,14 +125,16 @@ def _target(url: str) -> RedisTarget | None:
     return parse_multi_host_url(url) if url.startswith(tuple(MULTI_HOST_SCHEMES)) else None
 
 
-def _multi_host_options(timeout: float) -> dict[str, Any]:
+def _multi_host_options(timeout: float, *, asynchronous: bool = False) -> dict[str, Any]:
     # No retry on the Sentinel or Cluster client's side either: a failed call is a 503 and
     # the next one finds the new master or topology (Cluster redirections after a
-    # resharding are still followed).
+    # resharding are still followed). Each face gets its own kind of policy: redis-py 8
+    # converts a sync one handed to an asyncio client, with a warning.
+    retry_class = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        "retry": retry_class(redis.backoff.NoBackoff(), 0),
     }
 
 
@@ -211,13 +214,13 @@ class RedisBackend:
         if target is not None:
             options = _multi_host_options(self.timeout)
             if self._sentinel is None or self._sentinel_pid != os.getpid():
-                self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                self._sentinel = redis.sentinel.Sentinel(
                     list(target.hosts),
                     sentinel_kwargs={**options, "password": target.password, "ssl": target.ssl},
                     **options,
                 )
                 self._sentinel_pid = os.getpid()
-            master: redis.Redis = self._sentinel.master_for(  # type: ignore[no-untyped-call]
+            master: redis.Redis = self._sentinel.master_for(
                 target.service,
                 db=target.db,
                 username=target.username,
@@ -371,17 +374,17 @@ class AsyncRedisBackend:
                 password=target.password,
                 ssl=target.ssl,
                 max_connections=MAX_CONNECTIONS,
-                **_multi_host_options(self.sync.timeout),
+                **_multi_host_options(self.sync.timeout, asynchronous=True),
             )
         return self._make_standalone()
 
     def _make_standalone(self) -> redis.asyncio.Redis:
         target, timeout = self.sync.target, self.sync.timeout
         if target is not None:
-            options = _multi_host_options(timeout)
+            options = _multi_host_options(timeout, asynchronous=True)
             loop = asyncio.get_running_loop()
             if self._sentinel is None or self._sentinel_loop is not loop:
-                self._sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                self._sentinel = redis.asyncio.sentinel.Sentinel(
                     list(target.hosts),
                     sentinel_kwargs={**options, "password": target.password, "ssl": target.ssl},
                     **options,
@@ -415,7 +418,7 @@ class AsyncRedisBackend:
             username=target.username,
             password=target.password,
             ssl=target.ssl,
-            **_multi_host_options(self.sync.timeout),
+            **_multi_host_options(self.sync.timeout, asynchronous=True),
         )
 
     def _current(self) -> _AsyncClient:

@@ -93,7 +93,7 @@ class InvalidationHub:
         delay, missed = _BACKOFF_START, False
         while not self._stop.is_set():
             client = make_client()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.channel)
                 self.connected.set()
@@ -154,7 +154,7 @@ class InvalidationHub:
                 delay = min(delay * 2, _BACKOFF_MAX)
             finally:
                 self.connected.clear()
-                await _aquietly(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await _aquietly(pubsub.aclose())
                 await _aquietly(client.aclose())
 
     # -- shutdown -----------------------------------------------------------------------
