@@ -76,6 +76,22 @@ def test_entra_agent_app_token_goes_through_the_blueprint(
     assert _claims(clean_idp, own)["sub"] == COPILOT_ID
 
 
+def test_entra_agent_makes_the_callers_on_behalf_of_request(
+    make_relay: MakeRelay, clean_idp: IdentityProvider
+) -> None:
+    relay, _ = make_relay()
+    alice = relay.services.client("obo", *_caller(clean_idp), asynchronous=False)
+    bob = relay.services.client("obo", *_caller(clean_idp, "bob"), asynchronous=False)
+    mine = _claims(clean_idp, alice.with_options(actor="copilot").authorization_header())
+    theirs = _claims(clean_idp, bob.with_options(actor="copilot").authorization_header())
+    plain = _claims(clean_idp, alice.authorization_header())
+    assert (mine["sub"], mine["client_id"]) == ("alice", COPILOT_ID)
+    assert (theirs["sub"], theirs["client_id"]) == ("bob", COPILOT_ID)
+    assert (plain["sub"], plain["client_id"]) == ("alice", "app")
+    # One blueprint exchange token serves both users' requests.
+    assert clean_idp.counters.count(endpoint="token", grant_type="client_credentials") == 1
+
+
 def test_another_agents_user_is_refused_by_the_provider_as_a_502(
     make_relay: MakeRelay, clean_idp: IdentityProvider
 ) -> None:
@@ -131,15 +147,18 @@ def test_generic_agent_keeps_the_rfc8693_act_path(
     assert claims["act"] == {"sub": "planner-agent"} and claims["sub"] == "alice"
 
 
-def _options(query: Any) -> dict[str, Any]:
+def _options(query: Any) -> tuple[str, dict[str, Any]]:
     if "id" in query:
-        return {"actor": "copilot", "agent_user_id": query["id"]}
-    return {"actor": "copilot", "agent_user": query["upn"]}
+        return "billing", {"actor": "copilot", "agent_user_id": query["id"]}
+    if "upn" in query:
+        return "billing", {"actor": "copilot", "agent_user": query["upn"]}
+    return "obo", {"actor": "copilot"}  # the caller's on-behalf-of, as the agent identity
 
 
 def _asgi(relay: Relay) -> Any:
     async def call(request: Request) -> JSONResponse:
-        client = request.state.services["billing"].with_options(**_options(request.query_params))
+        name, options = _options(request.query_params)
+        client = request.state.services[name].with_options(**options)
         answer = await client.get("/whoami")
         return JSONResponse(answer.json())
 
@@ -151,7 +170,8 @@ def _asgi(relay: Relay) -> Any:
 def _wsgi(relay: Relay) -> Any:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         query = dict(httpx.QueryParams(environ.get("QUERY_STRING", "")))
-        client = environ["authrelay.services"]["billing"].with_options(**_options(query))
+        name, options = _options(query)
+        client = environ["authrelay.services"][name].with_options(**options)
         body = json.dumps(client.get("/whoami").json()).encode()
         start_response("200 OK", [("content-type", "application/json")])
         return [body]
@@ -171,8 +191,12 @@ def test_routes_call_a_service_as_the_agent_user(
         headers = {"authorization": f"Bearer {token}"}
         by_upn = http.get("/agent-user", params={"upn": ADA_UPN}, headers=headers)
         by_oid = http.get("/agent-user", params={"id": ADA_OID}, headers=headers)
-    assert by_upn.status_code == by_oid.status_code == 200, by_upn.text
+        for_caller = http.get("/agent-user", headers=headers)
+    assert by_upn.status_code == by_oid.status_code == for_caller.status_code == 200, by_upn.text
     assert by_upn.json()["sub"] == by_oid.json()["sub"] == ADA_OID
     seen = [entry["claims"] for entry in downstream.seen]
-    assert [(c["idtyp"], c["azp"]) for c in seen] == [("user", COPILOT_ID)] * 2
+    assert [(c["idtyp"], c["azp"]) for c in seen[:2]] == [("user", COPILOT_ID)] * 2
     assert clean_idp.counters.count(endpoint="token", grant_type=USER_FIC) == 2
+    # The caller's on-behalf-of request made as the agent identity: alice, via copilot.
+    assert (seen[2]["sub"], seen[2]["client_id"]) == ("alice", COPILOT_ID)
+    assert for_caller.json()["aud"] == "api://orders"

@@ -116,3 +116,26 @@ def test_entra_agent_on_a_callers_exchange_is_refused(
     assert answer.status_code == 400
     assert "never puts in an act claim" in answer.json()["detail"]
     assert clean_idp.counters.count(endpoint="token") == 0
+
+
+def test_agent_identity_on_an_on_behalf_of_service_acts_for_the_caller(
+    sidecar: httpx.Client, clean_idp: IdentityProvider, downstream: Downstream
+) -> None:
+    caller = {"authorization": f"Bearer {caller_token(clean_idp, 'alice')}"}
+    header = sidecar.get("/AuthorizationHeader/obo", params={"AgentIdentity": COPILOT_ID},
+                         headers=caller)  # fmt: skip
+    claims = _claims(clean_idp, header)
+    assert (claims["sub"], claims["client_id"]) == ("alice", COPILOT_ID)
+    called = sidecar.get(
+        "/DownstreamApi/obo",
+        params={"AgentIdentity": "copilot", "optionsOverride.RelativePath": "whoami"},
+        headers=caller,
+    )
+    assert called.status_code == 200 and called.json()["statusCode"] == 200, called.text
+    assert (downstream.seen[-1]["claims"]["sub"], downstream.seen[-1]["claims"]["client_id"]) == (
+        "alice", COPILOT_ID,
+    )  # fmt: skip
+    # The generic agent still cannot ride an on-behalf-of request.
+    generic = sidecar.get("/AuthorizationHeader/obo", params={"AgentIdentity": "planner"},
+                          headers=caller)  # fmt: skip
+    assert generic.status_code == 400 and "cannot carry an actor" in generic.json()["detail"]

@@ -30,7 +30,12 @@ def idp() -> IdentityProvider:
     return IdentityProvider(
         issuer="https://login.test",
         clients=[
-            OAuthClient("blueprint", BLUEPRINT[1], grant_types=(GRANT_CLIENT_CREDENTIALS,)),
+            OAuthClient(
+                "blueprint",
+                BLUEPRINT[1],
+                grant_types=(GRANT_CLIENT_CREDENTIALS,),
+                app_id_uris=("api://blueprint",),
+            ),
             OAuthClient("stranger", "stranger-secret", grant_types=(GRANT_CLIENT_CREDENTIALS,)),
         ],
         users=[User(ADA, "ada@contoso.example"), User(GRACE, "grace@contoso.example")],
@@ -189,3 +194,21 @@ def test_registration_checks_blueprint_and_agent_user() -> None:
             clients=[OAuthClient("blueprint", "s", grant_types=(GRANT_CLIENT_CREDENTIALS,))],
             agent_identities=[AgentIdentity(AGENT, "blueprint", user=ADA)],
         )
+
+
+def test_agent_on_behalf_of_takes_a_user_token_sent_to_the_blueprint(
+    idp: IdentityProvider, http: httpx.Client
+) -> None:
+    t1 = _t1(http)
+    common = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "requested_token_use": "on_behalf_of",
+        "scope": "https://graph.test/.default",
+    }
+    to_blueprint = idp.mint_access_token(sub="alice", audience="api://blueprint", scope="x")
+    elsewhere = idp.mint_access_token(sub="alice", audience="api://other", scope="x")
+    answer = _post(http, **_as_agent(t1, **common, assertion=to_blueprint))
+    refused = _post(http, **_as_agent(t1, **common, assertion=elsewhere))
+    claims = _claims(idp, answer.json()["access_token"])
+    assert (claims["sub"], claims["client_id"]) == ("alice", AGENT)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")

@@ -239,7 +239,14 @@ def _fetch(
             resource=settings.resource,
             extra=_extra(runtime, options),
         )
-        response = yield from _post(runtime, options, form, runtime.auth, scopes, user_grant=True)
+        auth = runtime.auth
+        if agent is not None:
+            # Entra agent on-behalf-of flow: the agent identity, authenticated by the
+            # blueprint's exchange token, is the client of the user's request.
+            endpoint, issuer = yield from token_endpoint(runtime, options)
+            blueprint = yield from agent.blueprint_token(runtime.auth, endpoint, issuer)
+            form, auth = agent.assertion_form(form, blueprint), None
+        response = yield from _post(runtime, options, form, auth, scopes, user_grant=True)
         return runtime.registry.token_from(response, runtime, scopes, not_after=not_after)
     actor_name = options.actor if options.actor is not None else settings.actor
     actor_token: str | None = None

@@ -33,7 +33,13 @@ from ..errors import DownstreamClientError, DownstreamServerError
 from ..observability import span
 from ..principal import Credentials, Principal
 from .acquire import header_flow
-from .options import ACTOR_FLOWS, DEFAULT_OPTIONS, CallOptions, check_agent_options
+from .options import (
+    ACTOR_FLOWS,
+    DEFAULT_OPTIONS,
+    ENTRA_FLOWS,
+    CallOptions,
+    check_agent_options,
+)
 from .runtime import ServiceRuntime
 
 __all__ = ["AsyncServiceClient", "ServiceClient", "SyncServiceClient"]
@@ -293,12 +299,13 @@ class _Base:
             agent_user_id=agent_user_id,
         )
         flow = runtime.effective_flow(options)
-        if options.actor is not None and flow not in ACTOR_FLOWS:
+        check_agent_options(runtime, options, flow)
+        entra = options.actor is not None and runtime.registry.agent(options.actor).entra
+        if options.actor is not None and flow not in (ENTRA_FLOWS if entra else ACTOR_FLOWS):
             raise ValueError(
                 f"service {runtime.name!r} uses flow {flow!r}, which cannot carry an actor: "
                 "only a token exchange (as act) or an app token (app_token=True) can"
             )
-        check_agent_options(runtime, options, flow)
         return type(self)(runtime, self._principal, self._credentials, options)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .runtime import ServiceRuntime
 
-__all__ = ["ACTOR_FLOWS", "DEFAULT_OPTIONS", "CallOptions", "check_agent_options"]
+__all__ = ["ACTOR_FLOWS", "DEFAULT_OPTIONS", "ENTRA_FLOWS", "CallOptions", "check_agent_options"]
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
@@ -18,6 +18,11 @@ ACTOR_FLOWS = frozenset({"token_exchange", "client_credentials"})
 """The flows a per-call actor changes: the exchange sends it as ``actor_token`` (``act``),
 an app token is the agent's own. The others (``on_behalf_of``, ``forward``, ``api_key``,
 ``connector``) would ignore it, so it is refused there."""
+
+ENTRA_FLOWS = frozenset({"client_credentials", "on_behalf_of"})
+"""The flows an Entra agent identity takes part in: its own (or its agent user's) token,
+and the caller's on-behalf-of request made as the agent identity (as Microsoft.Identity.Web's
+``WithAgentIdentity`` does); never a token exchange."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +100,9 @@ def check_agent_options(runtime: ServiceRuntime, options: CallOptions, flow: str
             f"agent {options.actor!r} has no agent user: only an Entra agent identity "
             "(kind = 'entra') does; other IdPs carry the agent as the RFC 8693 act"
         )
-    if agent.entra and flow != "client_credentials":
+    if agent.entra and flow == "token_exchange":
         raise ValueError(
             f"agent {options.actor!r} is an Entra agent identity, which Entra never puts in "
-            "an act claim: ask for its app token (app_token=True) or its agent user's token"
+            "an act claim: ask for its app token (app_token=True), its agent user's token, "
+            "or use an on_behalf_of service"
         )

@@ -13,6 +13,9 @@ flow, agent's user account flow):
    ``user_federated_identity_credential`` = T2 and ``username`` (UPN) or ``user_id``
    (object id): a token whose subject is its agent user (``idtyp=user``).
 
+The agent on-behalf-of flow is the same client authentication (T1) on the usual
+on-behalf-of request, with a user's token addressed to the blueprint.
+
 Defends against a lenient provider hiding client mistakes: T1 only for an agent identity
 of the asking blueprint and only with the exchange scope; an agent identity authenticates
 with an active T1 naming it and nothing else; T1 is never accepted as T2 nor T2 as T1;
@@ -27,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from ..models import GRANT_CLIENT_CREDENTIALS, OAuthClient
+from ..models import GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, OAuthClient
 from ..state import Grant
 from ._common import ASSERTION_TYPE, OAuthError, token_body
+from .exchange import on_behalf_of
 from .targets import OIDC_SCOPES, resolve_target
 
 if TYPE_CHECKING:
@@ -124,6 +128,11 @@ def agent_grant(
         return _issue(idp, agent, agent.client_id, scopes, params, {"idtyp": "app"})
     if grant_type == USER_FIC:
         return _user_fic(idp, agent, scopes, params)
+    if grant_type == GRANT_JWT_BEARER:
+        # The agent on-behalf-of flow: the user's token was sent to the blueprint's API.
+        blueprint = idp.clients[agent.blueprint]
+        addressed = (blueprint.client_id, *blueprint.app_id_uris)
+        return on_behalf_of(idp, _client(agent, addressed), params)
     raise OAuthError("unauthorized_client", "an agent identity may not use this grant type")
 
 
@@ -167,15 +176,9 @@ def _issue(
     params: dict[str, str],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    client = OAuthClient(
-        agent.client_id,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": []},
-        grant_types=(GRANT_CLIENT_CREDENTIALS,),
-    )
     target = resolve_target(
         idp,
-        client,
+        _client(agent),
         scopes,
         resources=params["resource"].split(" ") if "resource" in params else (),
         audiences=params["audience"].split(" ") if "audience" in params else (),
@@ -192,3 +195,14 @@ def _issue(
         extra={"azp": agent.client_id, "appid": agent.client_id, **extra},
     )
     return token_body(issued)
+
+
+def _client(agent: AgentIdentity, app_id_uris: tuple[str, ...] = ()) -> OAuthClient:
+    """The agent identity as the client the shared grant code expects."""
+    return OAuthClient(
+        agent.client_id,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": []},
+        grant_types=(GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER),
+        app_id_uris=app_id_uris,
+    )
