@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from authrelay.wsgi import AuthRelayWSGIMiddleware
 
 MakeRelay = Callable[..., tuple[Relay, Clock]]
 USER_FIC = "user_fic"
+GRACE_UPN = "grace@contoso.example"  # scout's agent user, not copilot's
 
 
 def _claims(idp: IdentityProvider, header: str) -> dict[str, Any]:
@@ -200,3 +202,23 @@ def test_routes_call_a_service_as_the_agent_user(
     # The caller's on-behalf-of request made as the agent identity: alice, via copilot.
     assert (seen[2]["sub"], seen[2]["client_id"]) == ("alice", COPILOT_ID)
     assert for_caller.json()["aud"] == "api://orders"
+
+
+def test_st06_shared_store_keeps_agent_users_and_the_agent_apart(
+    make_relay: MakeRelay, clean_idp: IdentityProvider, tmp_path: Path
+) -> None:
+    store = {"url": f"sqlite:///{tmp_path / 'authrelay.db'}"}
+    key = "agent-user-tests-secret-key-000000"
+    first, _ = make_relay(secret_keys=[key], store=store)
+    second, _ = make_relay(secret_keys=[key], store=store)
+    one = first.services.client("billing", ANONYMOUS, NO_CREDENTIALS, asynchronous=False)
+    two = second.services.client("billing", ANONYMOUS, NO_CREDENTIALS, asynchronous=False)
+    ada = one.with_options(actor="copilot", agent_user=ADA_UPN).authorization_header()
+    # The other process reads ada's token from the store, but never for the agent itself
+    # or for another agent user.
+    assert two.with_options(actor="copilot", agent_user=ADA_UPN).authorization_header() == ada
+    agent = two.with_options(actor="copilot").authorization_header()
+    assert _claims(clean_idp, agent)["idtyp"] == "app"
+    with pytest.raises(UpstreamError):
+        two.with_options(actor="copilot", agent_user=GRACE_UPN).authorization_header()
+    assert clean_idp.counters.count(endpoint="token", grant_type=USER_FIC) == 2
