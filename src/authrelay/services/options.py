@@ -17,7 +17,8 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 ACTOR_FLOWS = frozenset({"token_exchange", "client_credentials"})
 """The flows a per-call actor changes: the exchange sends it as ``actor_token`` (``act``),
 an app token is the agent's own. The others (``on_behalf_of``, ``forward``, ``api_key``,
-``connector``) would ignore it, so it is refused there."""
+``connector``) would ignore a generic agent, so it is refused there (an Entra agent
+identity takes :data:`ENTRA_FLOWS` instead)."""
 
 ENTRA_FLOWS = frozenset({"client_credentials", "on_behalf_of"})
 """The flows an Entra agent identity takes part in: its own (or its agent user's) token,
