@@ -126,6 +126,7 @@ _GRANTS = {
     "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt_bearer",
     "urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange",
     "urn:ietf:params:oauth:grant-type:device_code": "device_code",
+    "user_fic": "user_fic",
 }
 
 

@@ -18,7 +18,9 @@ Query parameters (names case-insensitive, as in ASP.NET): ``optionsOverride.Scop
 ``optionsOverride.AcquireTokenOptions.Tenant``, ``optionsOverride.RelativePath``,
 ``optionsOverride.HttpMethod``, ``AgentIdentity`` (an agent under ``[agents]``, by name or
 client id; a 400 on a flow that cannot carry an actor), ``AgentUsername`` /
-``AgentUserId``. ``{service}`` matches a configured name whatever its case (``Graph``).
+``AgentUserId`` (mutually exclusive, need an Entra ``AgentIdentity``: its agent user's
+token by the ``user_fic`` grant). ``{service}`` matches a configured name whatever its
+case (``Graph``).
 Errors are RFC 7807 problem JSON.
 
 Defends against: exposure beyond the host (binds to loopback by default and warns
@@ -169,26 +171,23 @@ class Sidecar:
             actor = actor or self._agents_by_client.get(agent)
             if actor is None:
                 raise _Problem(400, f"AgentIdentity {agent!r} is not a configured agent")
+        # The Entra SDK's rules: AgentUsername and AgentUserId are mutually exclusive and
+        # either needs AgentIdentity; the agent user's token ignores the caller.
         username, user_id = query.one("AgentUsername"), query.one("AgentUserId")
-        params: dict[str, str] = {}
-        if username is not None or user_id is not None:
-            if actor is None:
-                raise _Problem(400, "AgentUsername and AgentUserId need AgentIdentity")
-            if username is not None:
-                params["agent_username"] = username
-            else:
-                assert user_id is not None
-                if not _GUID.match(user_id) or not user_id.strip("0-"):
-                    raise _Problem(400, "AgentUserId must be a non-empty GUID.")
-                params["agent_user_id"] = user_id
-            app_token = True
+        if username is not None and user_id is not None:
+            raise _Problem(400, "AgentUsername and AgentUserId are mutually exclusive.")
+        if (username is not None or user_id is not None) and actor is None:
+            raise _Problem(400, "AgentUsername and AgentUserId need AgentIdentity.")
+        if user_id is not None and (not _GUID.match(user_id) or not user_id.strip("0-")):
+            raise _Problem(400, "AgentUserId must be a non-empty GUID.")
         try:
             return client.with_options(
                 scopes=scopes or None,
                 tenant=query.one("optionsOverride.AcquireTokenOptions.Tenant"),
                 actor=actor,
                 app_token=app_token or unauthenticated or None,
-                token_endpoint_params=params or None,
+                agent_user=username,
+                agent_user_id=user_id,
             )
         except ValueError as exc:
             raise _Problem(400, str(exc)) from None

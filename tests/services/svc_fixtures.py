@@ -6,7 +6,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from svc_support import AGENT_SECRET, APP_SECRET, Clock, Downstream, service_table
+from svc_support import (
+    ADA_OID,
+    ADA_UPN,
+    AGENT_SECRET,
+    APP_SECRET,
+    COPILOT_ID,
+    GRACE_OID,
+    SCOUT_ID,
+    Clock,
+    Downstream,
+    service_table,
+)
 
 from authrelay import Settings
 from authrelay.relay import Relay
@@ -14,6 +25,7 @@ from authrelay.testing.models import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_JWT_BEARER,
     GRANT_TOKEN_EXCHANGE,
+    AgentIdentity,
     OAuthClient,
     Resource,
     TestUser,
@@ -38,7 +50,16 @@ def idp() -> Iterator[IdentityProvider]:
                 grant_types=(GRANT_CLIENT_CREDENTIALS,),
             ),
         ],
-        users=[TestUser(sub="alice", username="alice"), TestUser(sub="bob", username="bob")],
+        users=[
+            TestUser(sub="alice", username="alice"),
+            TestUser(sub="bob", username="bob"),
+            TestUser(sub=ADA_OID, username=ADA_UPN),
+            TestUser(sub=GRACE_OID, username="grace@contoso.example"),
+        ],
+        agent_identities=[
+            AgentIdentity(COPILOT_ID, blueprint="app", user=ADA_OID),
+            AgentIdentity(SCOUT_ID, blueprint="app", user=GRACE_OID),
+        ],
         resources=[
             Resource("api://app", scopes=("app.use",)),
             Resource("api://orders", scopes=("orders.read", "orders.write")),
@@ -100,7 +121,9 @@ def make_relay(
                     "client_secret": AGENT_SECRET,
                     "audience": "api://agents",
                     "scopes": ["act"],
-                }
+                },
+                "copilot": {"client_id": COPILOT_ID, "kind": "entra"},
+                "scout": {"client_id": SCOUT_ID, "kind": "entra"},
             },
             "connectors": {
                 "github": {

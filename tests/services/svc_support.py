@@ -15,6 +15,13 @@ from authrelay.testing.provider import IdentityProvider
 APP_SECRET = "app-secret-canary-9f2c1e"
 AGENT_SECRET = "agent-secret-canary-77ab"
 API_KEY = "api-key-canary-5d1e0f"
+COPILOT_ID = "6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b"
+"""An Entra agent identity (blueprint: the "app" client) and its agent user."""
+ADA_OID = "3e9d8c7b-6a5f-4e3d-9c2b-1a0f9e8d7c6b"
+ADA_UPN = "ada@contoso.example"
+SCOUT_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+"""Another agent identity of the same blueprint, with its own agent user."""
+GRACE_OID = "7b6a5f4e-3d2c-4b1a-8f9e-8d7c6b5a4f3e"
 
 
 class Clock:

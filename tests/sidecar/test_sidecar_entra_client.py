@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from svc_support import Clock, Downstream, caller_token
+from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Clock, Downstream, caller_token
 
 from authrelay import ConfigurationError, Settings
 from authrelay.principal import NO_CREDENTIALS, Principal
@@ -192,9 +192,13 @@ def test_agent_identity_on_a_flow_that_cannot_carry_an_actor_is_a_problem_400(
             params={"optionsOverride.RelativePath": "whoami", "AgentIdentity": "planner"},
             headers={"Authorization": incoming},
         )
-        # An agent user asks for the agent's own app token: that carries the agent.
+        # An agent user's token is the Entra agent identity's user_fic token, whatever the
+        # service's flow; a generic agent has no agent user.
         agent_user = sidecar.get_authorization_header(
-            incoming, "Graph", agent_identity="planner", agent_username="u@example.com"
+            incoming, "Graph", agent_identity="copilot", agent_username=ADA_UPN
+        )
+        no_user = sidecar.get_authorization_header(
+            incoming, "Graph", agent_identity="planner", agent_username=ADA_UPN
         )
     for refused in (obo, keyed, called):
         assert refused.status_code == 400, refused.text
@@ -203,4 +207,5 @@ def test_agent_identity_on_a_flow_that_cannot_carry_an_actor_is_a_problem_400(
     assert downstream.seen == []
     assert agent_user.status_code == 200, agent_user.text
     own = _claims(clean_idp, agent_user.json()["authorizationHeader"])
-    assert own["client_id"] == "planner-agent"
+    assert (own["idtyp"], own["sub"], own["azp"]) == ("user", ADA_OID, COPILOT_ID)
+    assert no_user.status_code == 400 and "no agent user" in no_user.json()["detail"]

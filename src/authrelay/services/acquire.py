@@ -49,11 +49,13 @@ from ..tokens.grants import (
     client_credentials_form,
     on_behalf_of_form,
     token_exchange_form,
+    user_fic_form,
 )
 from .options import CallOptions
 from .shared import SHARED_FLOWS, acquire_shared, record_key
 
 if TYPE_CHECKING:
+    from .agents import AgentRuntime
     from .runtime import ServiceRuntime
 
 __all__ = ["header_flow"]
@@ -212,6 +214,8 @@ def _fetch(
         )
         return user_token
     agent = runtime.registry.agent(options.actor) if options.actor else None
+    if agent is not None and agent.entra and flow == "client_credentials":
+        return (yield from _entra_agent(runtime, agent, options, scopes))
     if flow == "client_credentials":
         auth = agent.auth if agent is not None else runtime.auth
         form = client_credentials_form(
@@ -236,7 +240,14 @@ def _fetch(
             resource=settings.resource,
             extra=_extra(runtime, options),
         )
-        response = yield from _post(runtime, options, form, runtime.auth, scopes, user_grant=True)
+        auth = runtime.auth
+        if agent is not None:
+            # Entra agent on-behalf-of flow: the agent identity, authenticated by the
+            # blueprint's exchange token, is the client of the user's request.
+            endpoint, issuer = yield from token_endpoint(runtime, options)
+            blueprint = yield from agent.blueprint_token(runtime.auth, endpoint, issuer)
+            form, auth = agent.assertion_form(form, blueprint), None
+        response = yield from _post(runtime, options, form, auth, scopes, user_grant=True)
         return runtime.registry.token_from(response, runtime, scopes, not_after=not_after)
     actor_name = options.actor if options.actor is not None else settings.actor
     actor_token: str | None = None
@@ -258,6 +269,38 @@ def _fetch(
         expect_issued=settings.requested_token_type,
     )  # fmt: skip
     return runtime.registry.token_from(response, runtime, scopes, not_after=not_after)
+
+
+def _entra_agent(
+    runtime: ServiceRuntime, agent: AgentRuntime, options: CallOptions, scopes: tuple[str, ...]
+) -> Flow[AccessToken]:
+    """An Entra agent identity's app token, or its agent user's (``user_fic``) token."""
+    endpoint, issuer = yield from token_endpoint(runtime, options)
+    blueprint = yield from agent.blueprint_token(runtime.auth, endpoint, issuer)
+    settings = runtime.settings
+    if options.agent_user is None and options.agent_user_id is None:
+        form = agent.assertion_form(
+            client_credentials_form(
+                scopes=scopes,
+                audience=settings.audience,
+                resource=settings.resource,
+                extra=_extra(runtime, options),
+            ),
+            blueprint,
+        )
+    else:
+        credential = yield from agent.identity_token(blueprint, endpoint, issuer)
+        form = user_fic_form(
+            agent_identity=agent.settings.client_id,
+            blueprint_token=blueprint,
+            agent_token=credential,
+            scopes=scopes,
+            username=options.agent_user,
+            user_id=options.agent_user_id,
+            extra=_extra(runtime, options),
+        )
+    response = yield from _post(runtime, options, form, None, scopes, user_grant=False)
+    return runtime.registry.token_from(response, runtime, scopes, not_after=None)
 
 
 def _extra(runtime: ServiceRuntime, options: CallOptions) -> list[tuple[str, str]]:

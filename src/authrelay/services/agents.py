@@ -1,5 +1,11 @@
 """Agents: workloads with their own client identity whose token is the RFC 8693 actor.
 
+An Entra Agent ID agent (``kind = "entra"``) has no credential of its own: the blueprint
+(the service's client) asks for a federated identity credential token naming the agent
+identity (``fmi_path``), and the agent identity presents it as its client assertion
+(Microsoft Entra "Agent ID OAuth protocols": autonomous app and agent's user account
+flows). Both exchange tokens are cached per token endpoint like the agent's own token.
+
 Defends against an agent's token being fetched once per user request (it is an app
 token, cached per token endpoint and single-flight like any other) and against its
 secret showing up anywhere (only the client id is ever printed).
@@ -13,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from .._io import Flow, Shared
 from ..errors import AuthRelayError, UpstreamError
+from ..observability import grant_label
 from ..settings import AgentSettings
 from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, TokenCache
 from ..tokens import request_token as _request_token
 from ..tokens.client_auth import ClientAuthenticator
-from ..tokens.grants import client_credentials_form
+from ..tokens.grants import ASSERTION_TYPE, FIC_SCOPE, client_credentials_form
 
 if TYPE_CHECKING:
     from . import ServiceRegistry
@@ -35,8 +42,13 @@ class AgentRuntime:
         self.registry = registry
         self.name = name
         self.settings = settings
-        self.auth = ClientAuthenticator(
-            settings.as_client(), clock=registry.relay.clock, where=f"agents.{name}"
+        self.entra = settings.kind == "entra"
+        self.auth: ClientAuthenticator | None = (
+            None
+            if self.entra
+            else ClientAuthenticator(
+                settings.as_client(), clock=registry.relay.clock, where=f"agents.{name}"
+            )
         )
         self.scopes = tuple(sorted(set(settings.scopes)))
         self.cache = TokenCache(64, 1024 * 1024, clock=registry.relay.clock)
@@ -48,15 +60,64 @@ class AgentRuntime:
         """The agent's own access token (for ``actor_token``), cached and single-flight."""
         endpoint = self.settings.token_endpoint or fallback_endpoint
         key: Hashable = (endpoint, self.scopes, self.settings.audience)
+        form = client_credentials_form(scopes=self.scopes, audience=self.settings.audience)
+        return (yield from self._cached(key, endpoint, issuer, form, self.auth))
+
+    def blueprint_token(
+        self, blueprint: ClientAuthenticator | None, endpoint: str, issuer: str | None
+    ) -> Flow[str]:
+        """Entra: the blueprint's exchange token for this agent identity (``fmi_path``)."""
+        if blueprint is None:
+            raise UpstreamError(
+                f"agent {self.name!r} needs the service's client (its blueprint) to authenticate",
+                service=f"agent:{self.name}",
+            )
+        endpoint = self.settings.token_endpoint or endpoint
+        form = client_credentials_form(
+            scopes=(FIC_SCOPE,), extra=(("fmi_path", self.settings.client_id),)
+        )
+        key: Hashable = ("blueprint", blueprint.client_id, endpoint)
+        return (yield from self._cached(key, endpoint, issuer, form, blueprint))
+
+    def identity_token(self, blueprint_token: str, endpoint: str, issuer: str | None) -> Flow[str]:
+        """Entra: the agent identity's own exchange token (the agent user's credential)."""
+        endpoint = self.settings.token_endpoint or endpoint
+        form = self.assertion_form(client_credentials_form(scopes=(FIC_SCOPE,)), blueprint_token)
+        key: Hashable = ("identity", endpoint)
+        return (yield from self._cached(key, endpoint, issuer, form, None))
+
+    def assertion_form(self, form: dict[str, str], blueprint_token: str) -> dict[str, str]:
+        """``form`` with the agent identity authenticated by the blueprint's token."""
+        form["client_id"] = self.settings.client_id
+        form["client_assertion_type"] = ASSERTION_TYPE
+        form["client_assertion"] = blueprint_token
+        return form
+
+    def _cached(
+        self,
+        key: Hashable,
+        endpoint: str,
+        issuer: str | None,
+        form: dict[str, str],
+        auth: ClientAuthenticator | None,
+    ) -> Flow[str]:
         hit = self.cache.get(key)
         if hit is not None:
             return hit.token.value
         entry: CachedToken = yield Shared(
-            ("authrelay.agent", self.name, key), lambda: self._acquire(key, endpoint, issuer)
+            ("authrelay.agent", self.name, key),
+            lambda: self._acquire(key, endpoint, issuer, form, auth),
         )
         return entry.token.value
 
-    def _acquire(self, key: Hashable, endpoint: str, issuer: str | None) -> Flow[CachedToken]:
+    def _acquire(
+        self,
+        key: Hashable,
+        endpoint: str,
+        issuer: str | None,
+        form: dict[str, str],
+        auth: ClientAuthenticator | None,
+    ) -> Flow[CachedToken]:
         entry = self.cache.get(key)
         if entry is not None:
             return entry
@@ -64,7 +125,6 @@ class AgentRuntime:
         if failure is not None:
             raise failure
         http = self.registry.relay.settings.http
-        form = client_credentials_form(scopes=self.scopes, audience=self.settings.audience)
         metrics = self.registry.relay.metrics
         started = time.perf_counter()
         outcome = "other"
@@ -72,7 +132,7 @@ class AgentRuntime:
             response = yield from _request_token(
                 endpoint,
                 form,
-                self.auth,
+                auth,
                 issuer=issuer,
                 policy=RetryPolicy(SAFE, 2, http.token_timeout),
                 context=ErrorContext(service=f"agent:{self.name}", user_grant=False),
@@ -90,9 +150,8 @@ class AgentRuntime:
             outcome = "success"
         finally:
             seconds = time.perf_counter() - started
-            metrics.token_request(
-                f"agent:{self.name}", "agent", "client_credentials", outcome, seconds
-            )
+            grant = grant_label(form.get("grant_type", ""))
+            metrics.token_request(f"agent:{self.name}", "agent", grant, outcome, seconds)
         now = self.registry.relay.clock()
         lifetime = response.expires_in or 300.0
         token = AccessToken(response.access_token, now + lifetime, scopes=self.scopes)

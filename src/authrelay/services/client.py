@@ -36,7 +36,13 @@ from ..errors import AuthRelayError, DownstreamClientError, DownstreamServerErro
 from ..observability import span
 from ..principal import Credentials, Principal
 from .acquire import header_flow
-from .options import ACTOR_FLOWS, DEFAULT_OPTIONS, CallOptions
+from .options import (
+    ACTOR_FLOWS,
+    DEFAULT_OPTIONS,
+    ENTRA_FLOWS,
+    CallOptions,
+    check_agent_options,
+)
 from .runtime import ServiceRuntime
 
 logger = logging.getLogger("authrelay.services")
@@ -289,13 +295,18 @@ class _Base:
         actor: str | None = None,
         app_token: bool | None = None,
         token_endpoint_params: Mapping[str, str] | None = None,
+        agent_user: str | None = None,
+        agent_user_id: str | None = None,
     ) -> Self:
         """A client for the same caller with per-call overrides, cached under its own key.
 
         ``tenant`` needs ``{tenant}`` in the service's ``token_endpoint``; ``actor`` must
         name a configured agent, on a call that can carry it: a token exchange (the agent
         becomes ``act``) or an app token (the agent's own; pass ``app_token=True`` in the
-        same call for a service of another flow). Invalid overrides raise ``ValueError``.
+        same call for a service of another flow). ``agent_user`` (a UPN) or
+        ``agent_user_id`` (an object id), never both, asks an Entra agent (``actor`` with
+        ``kind = "entra"``) for its agent user's token, whoever the caller is. Invalid
+        overrides raise ``ValueError``.
         """
         runtime = self._runtime
         if tenant is not None and "{tenant}" not in (runtime.settings.token_endpoint or ""):
@@ -305,15 +316,20 @@ class _Base:
             )
         if actor is not None and actor not in runtime.registry.agents:
             raise ValueError(f"no agent named {actor!r} is configured")
+        wants_user = agent_user is not None or agent_user_id is not None
         options = self._options.merged(
             scopes=scopes,
             tenant=tenant,
             actor=actor,
-            app_token=app_token,
+            app_token=True if wants_user else app_token,
             token_endpoint_params=token_endpoint_params,
+            agent_user=agent_user,
+            agent_user_id=agent_user_id,
         )
         flow = runtime.effective_flow(options)
-        if options.actor is not None and flow not in ACTOR_FLOWS:
+        check_agent_options(runtime, options, flow)
+        entra = options.actor is not None and runtime.registry.agent(options.actor).entra
+        if options.actor is not None and flow not in (ENTRA_FLOWS if entra else ACTOR_FLOWS):
             raise ValueError(
                 f"service {runtime.name!r} uses flow {flow!r}, which cannot carry an actor: "
                 "only a token exchange (as act) or an app token (app_token=True) can"

@@ -152,7 +152,11 @@ class ServiceRuntime:
         actor = options.actor if options.actor is not None else self.settings.actor
         params = options.token_endpoint_params
         if flow == "client_credentials":
-            # App-only: shared by every caller; an actor here is the client acting.
+            # App-only: shared by every caller; an actor here is the client acting, and
+            # an agent user (Entra) is the subject of the token.
+            agent_user = (options.agent_user, options.agent_user_id)
+            if agent_user != (None, None):
+                return (flow, agent_user, None, scopes, tenant, options.actor, params)
             return (flow, None, None, scopes, tenant, options.actor, params)
         if flow == "connector":
             subject = (principal.issuer, principal.subject, principal.session_id)

@@ -87,6 +87,9 @@ def record_key(
             client = registry.agent(options.actor).settings.client_id
         else:
             client = runtime.client_settings.client_id if runtime.client_settings else ""
+        if options.agent_user is not None or options.agent_user_id is not None:
+            param_list += [f"agent_user={options.agent_user or ''}",
+                           f"agent_user_id={options.agent_user_id or ''}"]  # fmt: skip
         return shared.key_for(
             ["app", client, endpoint, tenant, settings.audience, settings.resource, scopes,
              param_list]

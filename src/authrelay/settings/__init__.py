@@ -255,6 +255,12 @@ class Settings(Section):
                 f"{where}.actor: flow {service.flow!r} cannot carry an actor (only "
                 f"'token_exchange' sends it, as the RFC 8693 actor_token); {instead}"
             )
+        elif service.actor is not None and self.agents[service.actor].kind == "entra":
+            problems.append(
+                f"{where}.actor: {service.actor!r} is an Entra agent identity, which Entra "
+                "never puts in an RFC 8693 act claim; ask per call for its app token or its "
+                "agent user's token instead"
+            )
         return problems
 
 

@@ -17,9 +17,18 @@ Flow = Literal[
 
 
 class AgentSettings(Section):
-    """A workload or AI agent with its own client identity (its token is the RFC 8693 actor)."""
+    """A workload or AI agent with its own client identity (its token is the RFC 8693 actor).
+
+    ``kind = "entra"`` makes it a Microsoft Entra Agent ID agent identity: ``client_id``
+    is the agent identity's app id, it has no credential of its own, and the service's
+    client (the agent identity blueprint) authenticates for it through federated identity
+    credentials; it can then also act as its agent user (``agent_user``/``agent_user_id``).
+    """
 
     client_id: str
+    kind: Literal["oauth", "entra"] = "oauth"
+    """``oauth``: any IdP, the agent's token is the RFC 8693 ``actor_token``;
+    ``entra``: an Entra Agent ID agent identity under the client's blueprint."""
     client_secret: SecretStr | None = None
     token_endpoint_auth_method: Literal[
         "client_secret_basic", "client_secret_post", "private_key_jwt"
@@ -31,6 +40,15 @@ class AgentSettings(Section):
 
     @model_validator(mode="after")
     def _credentials(self) -> AgentSettings:
+        if self.kind == "entra":
+            if self.client_secret is not None or self.private_key is not None:
+                raise ValueError(
+                    "client_secret/private_key: an Entra agent identity has no credential of "
+                    "its own (the blueprint, the service's client, authenticates for it)"
+                )
+            if self.token_endpoint_auth_method != "client_secret_basic":
+                raise ValueError("token_endpoint_auth_method: not used with kind 'entra'")
+            return self
         check_credentials(self.token_endpoint_auth_method, self.client_secret, self.private_key)
         return self
 

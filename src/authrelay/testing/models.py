@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AccessTokenFormat",
+    "AgentIdentity",
     "AuthMethod",
     "OAuthClient",
     "Resource",
@@ -158,3 +159,22 @@ class Resource:
         if self.signing_alg not in SIGNING_ALGS:
             raise ValueError(f"resource {self.identifier!r}: unsupported signing alg")
         object.__setattr__(self, "scopes", tuple(self.scopes))
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """An Entra Agent ID agent identity under a blueprint (a registered client).
+
+    It has no credential of its own: it authenticates with an exchange token its
+    blueprint got for it (``fmi_path``). ``user`` is the ``sub`` (object id) of its agent
+    user, a registered :class:`TestUser` whose ``username`` is the UPN; Entra links an
+    agent user to exactly one agent identity.
+    """
+
+    client_id: str
+    blueprint: str
+    user: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.client_id or not self.blueprint:
+            raise ValueError("AgentIdentity needs client_id and blueprint")

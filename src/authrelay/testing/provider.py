@@ -31,7 +31,7 @@ from .endpoints.metadata import metadata_routes
 from .endpoints.token import token_routes
 from .faults import Counters, FaultLayer, Faults, issuer_path_of
 from .keys import KeyChoice, SigningKeys
-from .models import OAuthClient, Resource, TestUser
+from .models import AgentIdentity, OAuthClient, Resource, TestUser
 from .state import ProviderState, RefreshState, TokenRecord, token_hash
 from .tokens import TokenIssuer, at_hash, merge_claims
 from .transports import SyncASGITransport, transport_binding_protocol
@@ -66,12 +66,19 @@ class IdentityProvider:
         refresh_reuse_grace: float = 0.0,
         clock: Callable[[], float] = time.time,
         key_algs: Sequence[str] = ("RS256", "ES256"),
+        agent_identities: Sequence[AgentIdentity] = (),
     ) -> None:
         self._issuer = issuer.rstrip("/") if issuer else None
         self.clients: dict[str, OAuthClient] = {c.client_id: c for c in clients}
         self.users: dict[str, TestUser] = {u.sub: u for u in users}
         self.users_by_name: dict[str, TestUser] = {u.username: u for u in users}
         self.resources: dict[str, Resource] = {r.identifier: r for r in resources}
+        self.agent_identities: dict[str, AgentIdentity] = {a.client_id: a for a in agent_identities}
+        for agent in agent_identities:
+            if agent.blueprint not in self.clients or agent.client_id in self.clients:
+                raise ValueError(f"agent identity {agent.client_id!r}: blueprint not a client")
+            if agent.user is not None and agent.user not in self.users:
+                raise ValueError(f"agent identity {agent.client_id!r}: agent user not a user")
         if auto_approve is not None and auto_approve not in self.users:
             raise ValueError(f"auto_approve={auto_approve!r} is not a registered user sub")
         self.auto_approve = auto_approve

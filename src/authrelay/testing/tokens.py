@@ -89,6 +89,7 @@ class TokenIssuer:
         act: Mapping[str, Any] | None = None,
         not_after: int | None = None,
         force_jwt: bool = False,
+        extra: Mapping[str, Any] | None = None,
     ) -> IssuedAccessToken:
         """Issue an access token under ``grant``; never outliving ``not_after``."""
         now = self.now()
@@ -110,6 +111,7 @@ class TokenIssuer:
             claims["auth_time"] = grant.auth_time
         if act:
             claims["act"] = dict(act)
+        claims.update(extra or {})
         use_jwt = force_jwt or (resource.access_token_format == "jwt" if resource else fmt == "jwt")
         if use_jwt:
             alg = resource.signing_alg if resource else "RS256"

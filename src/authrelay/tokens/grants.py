@@ -11,16 +11,24 @@ from collections.abc import Iterable, Mapping
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "ASSERTION_TYPE",
+    "FIC_SCOPE",
     "JWT_BEARER",
     "TOKEN_EXCHANGE",
+    "USER_FIC",
     "client_credentials_form",
     "on_behalf_of_form",
     "token_exchange_form",
+    "user_fic_form",
 ]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+USER_FIC = "user_fic"
+FIC_SCOPE = "api://AzureADTokenExchange/.default"
+"""Scope of an Entra federated identity credential token (Agent ID protocols)."""
 
 
 def _finish(
@@ -96,3 +104,36 @@ def on_behalf_of_form(
         form["resource"] = resource
     pairs = extra.items() if isinstance(extra, Mapping) else extra
     return _finish(form, scopes, pairs)
+
+
+def user_fic_form(
+    *,
+    agent_identity: str,
+    blueprint_token: str,
+    agent_token: str,
+    scopes: Iterable[str],
+    username: str | None = None,
+    user_id: str | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> dict[str, str]:
+    """Entra Agent ID's agent user request ("agent's user account" OAuth flow).
+
+    The agent identity authenticates with the blueprint's exchange token as its client
+    assertion and presents its own exchange token as the user's federated credential;
+    ``username`` (UPN) or ``user_id`` (object id) names the agent user, never both.
+    """
+    if (username is None) == (user_id is None):
+        raise ValueError("user_fic needs exactly one of username and user_id")
+    form = {
+        "grant_type": USER_FIC,
+        "client_id": agent_identity,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": blueprint_token,
+        "user_federated_identity_credential": agent_token,
+    }
+    if username is not None:
+        form["username"] = username
+    else:
+        assert user_id is not None
+        form["user_id"] = user_id
+    return _finish(form, scopes, extra)

@@ -1,5 +1,8 @@
 """Token endpoint of the test provider: code, refresh and client credentials grants.
 
+Entra Agent ID requests (``fmi_path``, agent identities, ``user_fic``) are in
+:mod:`.agentid`.
+
 Defends against clients that get away with replay and confusion elsewhere: a code works
 once and its reuse revokes what it produced (RFC 6749 §4.1.2, §10.5); ``redirect_uri`` must
 repeat the authorization request's (RFC 6749 §4.1.3); the PKCE verifier is checked and a
@@ -25,6 +28,7 @@ from starlette.routing import Route
 from ..models import GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE
 from ..state import Grant
 from ._common import OAuthError, authenticate_client, json_response, read_form, token_body
+from .agentid import USER_FIC, agent_grant, agent_of, blueprint_fic
 from .exchange import on_behalf_of, token_exchange
 from .targets import resolve_target
 
@@ -156,6 +160,8 @@ def token_routes(idp: IdentityProvider) -> list[Route]:
     def client_credentials(client: OAuthClient, params: dict[str, str]) -> dict[str, Any]:
         if client.is_public:
             raise OAuthError("unauthorized_client", "public clients cannot use client_credentials")
+        if "fmi_path" in params:
+            return blueprint_fic(idp, client, params)  # Entra Agent ID
         scopes = params.get("scope", "").split()
         if "openid" in scopes or "offline_access" in scopes:
             raise OAuthError("invalid_scope", "openid and offline_access need a user")
@@ -202,6 +208,11 @@ def token_routes(idp: IdentityProvider) -> list[Route]:
         try:
             params = await read_form(request)
             grant_type = _require(params, "grant_type")
+            agent = agent_of(idp, request, params)
+            if agent is not None:
+                return json_response(agent_grant(idp, agent, grant_type, params))
+            if grant_type == USER_FIC:
+                raise OAuthError("unauthorized_client", "only an agent identity uses user_fic")
             client = authenticate_client(idp, request, params, "token")
             handler = handlers.get(grant_type)
             if handler is None:
