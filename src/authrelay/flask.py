@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import flask
 
 from .declare import check_app, injected, record, service_names
-from .errors import AuthRelayError
+from .errors import AuthRelayError, ConfigurationError
 from .principal import NO_CREDENTIALS, Credentials, Principal
 from .relay import Relay
 from .responses import Response, error_response
@@ -36,6 +37,8 @@ from .wsgi import AuthRelayWSGIMiddleware
 __all__ = ["credentials", "init_app", "principal", "require", "services", "to_flask", "uses"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("authrelay.flask")
 
 _NOT_INSTALLED = (
     "authrelay: no principal on this request; call authrelay.flask.init_app(app, "
@@ -64,7 +67,11 @@ def init_app(
 
     def check_declared_services() -> None:
         if unchecked:
-            check_app(app, configured)
+            try:
+                check_app(app, configured)
+            except ConfigurationError as exc:  # every request fails until the views are fixed
+                logger.error("%s", exc)
+                raise
             unchecked.clear()
 
     app.before_request(check_declared_services)
