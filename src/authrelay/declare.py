@@ -201,10 +201,10 @@ def _is_django(app: Any) -> bool:
 
 def _django_routes(patterns: Iterable[Any], prefix: str) -> Iterator[RouteDeclaration]:
     for pattern in patterns:
-        path = prefix + str(pattern.pattern)
+        path = prefix + str(pattern.pattern).lstrip("^").rstrip("$")  # re_path() anchors
         children = getattr(pattern, "url_patterns", None)
         if children is not None:  # include(...)
             yield from _django_routes(children, path)
             continue
         services, scopes = declared(pattern.callback)
-        yield RouteDeclaration(("*",), "/" + path.lstrip("^").rstrip("$"), services, scopes)
+        yield RouteDeclaration(("*",), "/" + path, services, scopes)

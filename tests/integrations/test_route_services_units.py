@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -95,3 +96,29 @@ def test_services_are_typed_per_shell() -> None:
         assert isinstance(sync["my-api"], SyncServiceClient)
     finally:
         relay.close()
+
+
+def test_django_routes_are_read_through_include_and_re_path() -> None:
+    from integration_support import setup_django
+
+    setup_django()
+    from django.test.utils import override_settings
+    from django.urls import include, path, re_path
+
+    from authrelay.django import require, with_lifespan
+    from authrelay.django import uses as django_uses
+
+    @require("stock.read")
+    @django_uses("Inventory")
+    def stock(request: Any, id: str) -> Any:
+        raise AssertionError("never called")
+
+    urlconf = types.ModuleType("nested_urls")
+    urlconf.urlpatterns = [  # type: ignore[attr-defined]
+        path("api/", include([re_path(r"^stock/(?P<id>\d+)$", stock)]))
+    ]
+    with override_settings(ROOT_URLCONF=urlconf):
+        routes = collect(with_lifespan(Starlette()))
+    assert routes == [
+        RouteDeclaration(("*",), r"/api/stock/(?P<id>\d+)", ("Inventory",), ("stock.read",))
+    ]
