@@ -18,7 +18,13 @@ from examples.local_provider import SETTINGS_FILE, load_settings
 from fastapi import FastAPI
 
 from authrelay import AuthRelayMiddleware, Relay, Settings
-from authrelay.fastapi import CurrentPrincipal, OptionalPrincipal, Service, require
+from authrelay.fastapi import (
+    AsyncServiceClient,
+    CurrentPrincipal,
+    OptionalPrincipal,
+    Service,
+    require,
+)
 
 __all__ = ["SETTINGS_FILE", "app", "create_app"]
 
@@ -46,7 +52,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None) 
         return {"subject": user.subject}
 
     @app.get("/orders", dependencies=[require(scopes=["orders.read"])])
-    async def orders(orders: Annotated[Any, Service("orders")]) -> Any:
+    async def orders(orders: Annotated[AsyncServiceClient, Service("orders")]) -> Any:
         """Calls the orders service on behalf of the caller (a token is fetched on first use)."""
         response = await orders.get("/orders")
         return response.json()

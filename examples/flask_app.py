@@ -18,7 +18,8 @@ from examples.local_provider import SETTINGS_FILE, load_settings
 from flask import Flask
 
 from authrelay import Relay, Settings
-from authrelay.flask import credentials, init_app, principal, require, services
+from authrelay.flask import credentials, init_app, principal, require, uses
+from authrelay.services import SyncServiceClient
 
 __all__ = ["SETTINGS_FILE", "app", "create_app"]
 
@@ -51,9 +52,10 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None) 
 
     @app.get("/orders")
     @require("orders.read")
-    def orders() -> Any:
+    @uses("orders")  # checked against the settings before the first request
+    def orders(orders: SyncServiceClient) -> Any:
         """Calls the orders service on behalf of the caller (a token is fetched on first use)."""
-        response = services()["orders"].get("/orders")
+        response = orders.get("/orders")
         return response.json(), response.status_code
 
     return app

@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from authrelay import AuthRelayMiddleware, Relay, Settings
-from authrelay.starlette import get_principal, get_services, requires
+from authrelay.services import AsyncServiceClient
+from authrelay.starlette import get_principal, requires, uses
 
 __all__ = ["SETTINGS_FILE", "app", "create_app"]
 
@@ -45,9 +46,10 @@ async def scopes(request: Request) -> JSONResponse:
 
 
 @requires("orders.read")
-async def orders(request: Request) -> JSONResponse:
+@uses("orders")  # checked against the settings at start-up
+async def orders(request: Request, orders: AsyncServiceClient) -> JSONResponse:
     """Calls the orders service on behalf of the caller (a token is fetched on first use)."""
-    response = await get_services(request)["orders"].get("/orders")
+    response = await orders.get("/orders")
     return JSONResponse(response.json(), status_code=response.status_code)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
-from authrelay.django import require
+from authrelay.django import require, uses
+from authrelay.services import SyncServiceClient
 
 
 def home(request: HttpRequest) -> JsonResponse:
@@ -27,7 +28,8 @@ def scopes(request: HttpRequest) -> JsonResponse:
 
 
 @require("orders.read")
-def orders(request: HttpRequest) -> JsonResponse:
+@uses("orders")  # checked against the settings when Django loads the middleware
+def orders(request: HttpRequest, orders: SyncServiceClient) -> JsonResponse:
     """Calls the orders service for the caller (sync view: sync client, WSGI or ASGI)."""
-    response = request.services["orders"].get("/orders")  # type: ignore[attr-defined]
+    response = orders.get("/orders")
     return JsonResponse(response.json(), status=response.status_code, safe=False)

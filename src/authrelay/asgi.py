@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .declare import check_app
 from .errors import AuthRelayError
 from .identity.resolve import ANONYMOUS_RESOLUTION, Pending, Resolution
 from .principal import ANONYMOUS, NO_CREDENTIALS
@@ -73,7 +74,7 @@ class AuthRelayMiddleware:
             self.relay.start_background()
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
-                receive = self._watch_lifespan(receive)
+                receive = self._watch_lifespan(receive, scope.get("app", self.app))
             await self.app(scope, receive, send)
             return
         authorization: list[str] | None = None
@@ -201,10 +202,12 @@ class AuthRelayMiddleware:
             response.vary_cookie()
         await _send_response(send, response)
 
-    def _watch_lifespan(self, receive: Receive) -> Receive:
+    def _watch_lifespan(self, receive: Receive, app: object) -> Receive:
         async def receive_wrapper() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # The services routes declare (``@uses``, ``Service()``): a typo stops the app.
+                check_app(app, self.relay.services.names)
                 await self.relay.astartup()
                 self._start_pending = False
                 self.relay.start_background()

@@ -37,6 +37,7 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from ._types import ASGIApp, Receive, Scope, Send
+from .declare import check_app, injected, record, service_names
 from .errors import AuthRelayError
 from .identity.resolve import Resolution
 from .relay import Relay
@@ -46,7 +47,7 @@ from .settings import Settings
 from .starlette import check
 from .wsgi import _split_authorization
 
-__all__ = ["AuthRelayMiddleware", "get_relay", "require", "to_django", "with_lifespan"]
+__all__ = ["AuthRelayMiddleware", "get_relay", "require", "to_django", "uses", "with_lifespan"]
 
 logger = logging.getLogger("authrelay.django")
 
@@ -89,6 +90,20 @@ def get_relay() -> Relay:
         return relay
 
 
+def check_urls(relay: Relay) -> None:
+    """Check the services the project's views declare with :func:`uses` against settings."""
+    check_app(_DJANGO, relay.services.names)
+
+
+class _Django:
+    """Stands for "the Django project" in :func:`authrelay.declare.collect`."""
+
+    __authrelay_django__ = True
+
+
+_DJANGO = _Django()
+
+
 def with_lifespan(application: ASGIApp) -> ASGIApp:
     """Django's ASGI application plus ASGI ``lifespan``: the relay's clients close at shutdown.
 
@@ -117,6 +132,7 @@ def with_lifespan(application: ASGIApp) -> ASGIApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    app.__authrelay_django__ = True  # type: ignore[attr-defined]
     return app
 
 
@@ -129,6 +145,7 @@ class AuthRelayMiddleware:
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
         self.relay = get_relay()
+        check_urls(self.relay)  # Django loads middleware when the server starts
         self._identity = self.relay.identity
         self._prefix = self.relay.prefix
         self._prefix_slash = self.relay.prefix + "/"
@@ -363,6 +380,7 @@ def require(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
                 refused = refusal(args)
                 return refused if refused is not None else await view(*args, **kwargs)
 
+            record(async_view, scopes=required)
             return cast(F, async_view)
 
         @functools.wraps(view)
@@ -370,6 +388,56 @@ def require(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
             refused = refusal(args)
             return refused if refused is not None else view(*args, **kwargs)
 
+        record(sync_view, scopes=required)
+        return cast(F, sync_view)
+
+    return decorator
+
+
+def uses(*names: str) -> Callable[[F], F]:
+    """Declare the services a Django view calls: ``@uses("github", "inventory")``.
+
+    :class:`AuthRelayMiddleware` checks the names of every view in the URLconf against
+    the settings when Django loads it (a typo stops the server, naming the nearest
+    configured service); ``authrelay check --app`` lists them. A view parameter named
+    like a service (lower case, ``-`` as ``_``) receives its client (sync, or async for
+    an ``async def`` view under ASGI)::
+
+        @uses("github")
+        def repos(request: HttpRequest, github: SyncServiceClient) -> HttpResponse: ...
+    """
+    declared = service_names(names, "uses()")
+
+    def decorator(view: F) -> F:
+        pairs = injected(view, declared)
+        if not pairs:
+            record(view, services=declared)
+            return view
+
+        def clients(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            request = next((arg for arg in args if isinstance(arg, HttpRequest)), None)
+            current = getattr(request, "services", None)
+            if current is None:
+                raise RuntimeError(
+                    "authrelay: no services on this request; add "
+                    "'authrelay.django.AuthRelayMiddleware' to MIDDLEWARE"
+                )
+            return {**kwargs, **{parameter: current[name] for parameter, name in pairs}}
+
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_view(*args: Any, **kwargs: Any) -> Any:
+                return await view(*args, **clients(args, kwargs))
+
+            record(async_view, services=declared)
+            return cast(F, async_view)
+
+        @functools.wraps(view)
+        def sync_view(*args: Any, **kwargs: Any) -> Any:
+            return view(*args, **clients(args, kwargs))
+
+        record(sync_view, services=declared)
         return cast(F, sync_view)
 
     return decorator

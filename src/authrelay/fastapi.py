@@ -6,7 +6,7 @@ With ``app.add_middleware(AuthRelayMiddleware, settings=settings)``::
     async def me(user: CurrentPrincipal) -> dict[str, str]: ...
 
     @app.get("/orders", dependencies=[require(scopes=["orders.read"])])
-    async def orders(orders: Annotated[ServiceClient, Service("orders")]) -> Any: ...
+    async def orders(orders: Annotated[AsyncServiceClient, Service("orders")]) -> Any: ...
 
 ``require(...)`` is already a dependency; ``Depends(require(...))`` means the same.
 
@@ -29,11 +29,19 @@ from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
+from .declare import record
 from .principal import Principal
-from .services import ServiceClient
+from .services import AsyncServiceClient, ServiceClient
 from .starlette import check, get_credentials, get_principal, get_services
 
-__all__ = ["CurrentPrincipal", "OptionalPrincipal", "Service", "ServiceClient", "require"]
+__all__ = [
+    "AsyncServiceClient",
+    "CurrentPrincipal",
+    "OptionalPrincipal",
+    "Service",
+    "ServiceClient",
+    "require",
+]
 
 # Only for the OpenAPI document (a "bearer" security scheme, so API explorers offer a
 # token field); authrelay's middleware has already read and verified the header.
@@ -94,21 +102,24 @@ def require(*, scopes: Sequence[str] | str = ()) -> Any:
         check(principal, get_credentials(connection), required)
         return principal
 
+    record(dependency, scopes=required)
     return _Requirement(dependency)
 
 
 def Service(name: str) -> Any:
-    """``Annotated[ServiceClient, Service("orders")]``: the request's client for a service.
+    """``Annotated[AsyncServiceClient, Service("orders")]``: the request's client for a service.
 
     Lazy like ``request.state.services[name]``: no token is fetched until the route
-    sends a request through it. An unknown name raises
-    :class:`~authrelay.UnknownService` when the route is called.
+    sends a request through it. The name is checked against the settings when the app
+    starts (ASGI ``lifespan``): an unknown one stops it, naming the nearest configured
+    service; ``authrelay check --app`` lists the services of every route.
     """
     if not isinstance(name, str) or not name:
         raise TypeError("Service() takes the name of a configured service")
 
-    def dependency(connection: HTTPConnection) -> Any:
+    def dependency(connection: HTTPConnection) -> AsyncServiceClient:
         return get_services(connection)[name]
 
     dependency.__name__ = f"service_{name}"
+    record(dependency, services=(name,))
     return Depends(dependency)

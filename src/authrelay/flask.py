@@ -18,23 +18,27 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import flask
 
-from .errors import AuthRelayError
+from .declare import check_app, injected, record, service_names
+from .errors import AuthRelayError, ConfigurationError
 from .principal import NO_CREDENTIALS, Credentials, Principal
 from .relay import Relay
 from .responses import Response, error_response
-from .services import Services
+from .services import Services, SyncServiceClient
 from .settings import Settings
 from .starlette import check
 from .wsgi import AuthRelayWSGIMiddleware
 
-__all__ = ["credentials", "init_app", "principal", "require", "services", "to_flask"]
+__all__ = ["credentials", "init_app", "principal", "require", "services", "to_flask", "uses"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("authrelay.flask")
 
 _NOT_INSTALLED = (
     "authrelay: no principal on this request; call authrelay.flask.init_app(app, "
@@ -49,11 +53,28 @@ def init_app(
 
     Also registers an error handler for :class:`~authrelay.AuthRelayError`: a handler
     the app registers for a subclass (or later for the same class) takes precedence.
+    The services views declare with :func:`uses` are checked against the settings now
+    (views registered so far) and before the first request (all of them): an unknown
+    name raises :class:`~authrelay.ConfigurationError`.
     """
     middleware = AuthRelayWSGIMiddleware(app.wsgi_app, settings=settings, relay=relay)
     app.wsgi_app = middleware  # type: ignore[method-assign]
     app.extensions["authrelay"] = middleware.relay
     app.register_error_handler(AuthRelayError, _handle_error)
+    configured = middleware.relay.services.names
+    check_app(app, configured)
+    unchecked = [True]
+
+    def check_declared_services() -> None:
+        if unchecked:
+            try:
+                check_app(app, configured)
+            except ConfigurationError as exc:  # every request fails until the views are fixed
+                logger.error("%s", exc)
+                raise
+            unchecked.clear()
+
+    app.before_request(check_declared_services)
     return middleware.relay
 
 
@@ -75,12 +96,12 @@ def credentials() -> Credentials:
     return value if isinstance(value, Credentials) else NO_CREDENTIALS
 
 
-def services() -> Services:
+def services() -> Services[SyncServiceClient]:
     """The lazy ``Services`` of the current request: ``services()["orders"].get(...)``."""
     value = flask.request.environ.get("authrelay.services")
     if not isinstance(value, Services):
         raise RuntimeError(_NOT_INSTALLED)
-    return value
+    return cast("Services[SyncServiceClient]", value)
 
 
 def to_flask(response: Response) -> flask.Response:
@@ -128,6 +149,7 @@ def require(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
                     return render_error(exc, redirect_to_login=redirect_to_login)
                 return await view(*args, **kwargs)
 
+            record(async_view, scopes=required)
             return cast(F, async_view)
 
         @functools.wraps(view)
@@ -138,6 +160,50 @@ def require(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
                 return render_error(exc, redirect_to_login=redirect_to_login)
             return view(*args, **kwargs)
 
+        record(sync_view, scopes=required)
+        return cast(F, sync_view)
+
+    return decorator
+
+
+def uses(*names: str) -> Callable[[F], F]:
+    """Declare the services a Flask view calls: ``@uses("github", "inventory")``.
+
+    :func:`init_app` checks the names against the settings (a typo stops the app,
+    naming the nearest configured service) and ``authrelay check --app`` lists them. A
+    view parameter named like a service (lower case, ``-`` as ``_``) receives its
+    :class:`~authrelay.services.SyncServiceClient`::
+
+        @app.get("/repos")
+        @uses("github")
+        def repos(github: SyncServiceClient) -> Any: ...
+    """
+    declared = service_names(names, "uses()")
+
+    def decorator(view: F) -> F:
+        pairs = injected(view, declared)
+        if not pairs:
+            record(view, services=declared)
+            return view
+
+        def clients(kwargs: dict[str, Any]) -> dict[str, Any]:
+            current = services()
+            return {**kwargs, **{parameter: current[name] for parameter, name in pairs}}
+
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_view(*args: Any, **kwargs: Any) -> Any:
+                return await view(*args, **clients(kwargs))
+
+            record(async_view, services=declared)
+            return cast(F, async_view)
+
+        @functools.wraps(view)
+        def sync_view(*args: Any, **kwargs: Any) -> Any:
+            return view(*args, **clients(kwargs))
+
+        record(sync_view, services=declared)
         return cast(F, sync_view)
 
     return decorator

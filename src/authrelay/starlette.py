@@ -25,12 +25,20 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response as StarletteResponse
 from starlette.websockets import WebSocket
 
+from .declare import injected, record, service_names
 from .errors import AuthRelayError, InsufficientScope, MissingCredentials
 from .principal import NO_CREDENTIALS, Credentials, Principal
 from .responses import Response, error_response
-from .services import Services
+from .services import AsyncServiceClient, Services
 
-__all__ = ["get_credentials", "get_principal", "get_services", "requires", "to_starlette"]
+__all__ = [
+    "get_credentials",
+    "get_principal",
+    "get_services",
+    "requires",
+    "to_starlette",
+    "uses",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,13 +62,13 @@ def get_credentials(connection: HTTPConnection) -> Credentials:
     return credentials if isinstance(credentials, Credentials) else NO_CREDENTIALS
 
 
-def get_services(connection: HTTPConnection) -> Services:
+def get_services(connection: HTTPConnection) -> Services[AsyncServiceClient]:
     """The lazy ``Services`` of this request: ``get_services(request)["orders"]``."""
     state = connection.scope.get("state") or {}
     services = state.get("services")
     if not isinstance(services, Services):
         raise RuntimeError(_NOT_INSTALLED)
-    return services
+    return cast("Services[AsyncServiceClient]", services)
 
 
 def check(principal: Principal, credentials: Credentials, scopes: Iterable[str]) -> None:
@@ -129,6 +137,7 @@ def requires(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
                     return refused
                 return await endpoint(*args, **kwargs)
 
+            record(async_wrapper, scopes=required)
             return cast(F, async_wrapper)
 
         @functools.wraps(endpoint)
@@ -138,6 +147,49 @@ def requires(*scopes: str, redirect_to_login: bool = True) -> Callable[[F], F]:
                 return refused
             return endpoint(*args, **kwargs)
 
+        record(sync_wrapper, scopes=required)
+        return cast(F, sync_wrapper)
+
+    return decorator
+
+
+def uses(*names: str) -> Callable[[F], F]:
+    """Declare the services a Starlette endpoint calls: ``@uses("github", "inventory")``.
+
+    The names are checked against the settings when the app starts (a typo stops it,
+    naming the nearest configured service), and ``authrelay check --app`` lists them.
+    An endpoint parameter named like a service (lower case, ``-`` as ``_``) receives
+    its :class:`~authrelay.services.AsyncServiceClient`::
+
+        @uses("github")
+        async def repos(request: Request, github: AsyncServiceClient) -> Response: ...
+    """
+    declared = service_names(names, "uses()")
+
+    def decorator(endpoint: F) -> F:
+        pairs = injected(endpoint, declared)
+        if not pairs:
+            record(endpoint, services=declared)
+            return endpoint
+
+        def clients(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            services = get_services(_connection(args, kwargs, endpoint))
+            return {**kwargs, **{parameter: services[name] for parameter, name in pairs}}
+
+        if inspect.iscoroutinefunction(endpoint):
+
+            @functools.wraps(endpoint)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await endpoint(*args, **clients(args, kwargs))
+
+            record(async_wrapper, services=declared)
+            return cast(F, async_wrapper)
+
+        @functools.wraps(endpoint)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            return endpoint(*args, **clients(args, kwargs))
+
+        record(sync_wrapper, services=declared)
         return cast(F, sync_wrapper)
 
     return decorator

@@ -31,7 +31,7 @@ from ..asgi import AuthRelayMiddleware
 from ..errors import AuthRelayError, ReauthorizationRequired
 from ..principal import Principal
 from ..relay import Relay
-from ..services import CallOptions, Services
+from ..services import AsyncServiceClient, CallOptions, Services
 from ..starlette import get_credentials, get_principal, get_services
 from ..testing import IdentityProvider
 
@@ -148,7 +148,7 @@ class _Pages:
         names = settings.name if settings is not None else None
         return (names or {}).get("en", connector)
 
-    async def _notes(self, services: Services) -> str:
+    async def _notes(self, services: Services[AsyncServiceClient]) -> str:
         try:
             data = await services["notes"].call("/notes")
         except ReauthorizationRequired as exc:
@@ -158,7 +158,7 @@ class _Pages:
         items = "".join(f"<li>{_e(note)}</li>" for note in data.get("notes", []))
         return f'<ul id="notes">{items or "<li class=muted>No notes yet.</li>"}</ul>'
 
-    async def _repos(self, services: Services) -> str:
+    async def _repos(self, services: Services[AsyncServiceClient]) -> str:
         try:
             data = await services["repos"].call("/repos")
         except ReauthorizationRequired as exc:

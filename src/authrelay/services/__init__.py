@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Hashable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("authrelay.services")
+
+C = TypeVar("C", AsyncServiceClient, SyncServiceClient, ServiceClient)
 
 
 class ServiceRegistry:
@@ -151,9 +153,24 @@ class ServiceRegistry:
     def __repr__(self) -> str:
         return f"ServiceRegistry({list(self.names)!r})"
 
+    @overload
+    def for_request(
+        self, principal: Principal, credentials: Credentials, *, asynchronous: Literal[True]
+    ) -> Services[AsyncServiceClient]: ...
+
+    @overload
+    def for_request(
+        self, principal: Principal, credentials: Credentials, *, asynchronous: Literal[False]
+    ) -> Services[SyncServiceClient]: ...
+
+    @overload
     def for_request(
         self, principal: Principal, credentials: Credentials, *, asynchronous: bool
-    ) -> Services:
+    ) -> Services[ServiceClient]: ...
+
+    def for_request(
+        self, principal: Principal, credentials: Credentials, *, asynchronous: bool
+    ) -> Services[Any]:
         """The lazy ``Services`` for one request; costs one small allocation."""
         return Services(self, principal, credentials, asynchronous)
 
@@ -230,10 +247,12 @@ def _shared_store(relay: Relay, runtimes: Iterable[ServiceRuntime]) -> SharedTok
     return SharedTokenStore(KeyRing(secrets, PURPOSE), prefix=store.key_prefix, clock=relay.clock)
 
 
-class Services:
+class Services(Generic[C]):
     """``services["github"]``: an authorized client per downstream service, made on first use.
 
     Names match without regard to case: ``services["graph"]`` is the service ``Graph``.
+    ``Services[AsyncServiceClient]`` (ASGI) and ``Services[SyncServiceClient]`` (WSGI)
+    give typed clients, so editors complete their methods.
     """
 
     __slots__ = ("_asynchronous", "_clients", "_credentials", "_principal", "_registry")
@@ -251,7 +270,7 @@ class Services:
         self._asynchronous = asynchronous
         self._clients: dict[str, Any] | None = None
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> C:
         clients = self._clients
         if clients is None:
             clients = self._clients = {}
@@ -260,9 +279,9 @@ class Services:
             client = clients[name] = self._registry.client(
                 name, self._principal, self._credentials, asynchronous=self._asynchronous
             )
-        return client
+        return client  # type: ignore[no-any-return]
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> C:
         if name.startswith("_"):
             raise AttributeError(name)
         try:
