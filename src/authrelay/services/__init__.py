@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -86,6 +86,44 @@ class ServiceRegistry:
         self._origins_lock = threading.Lock()
         self._origins_cap = max(1024, sum(s.cache_size for s in settings.services.values()))
         relay.metrics.register(self._lazy_counters)
+        # Tokens exchanged for a session's subject, by session record key: they end with
+        # the session, here or (through the store's invalidation) in another worker.
+        self._by_session: dict[str, list[tuple[ServiceRuntime, Hashable]]] = {}
+        relay.sessions.on_end.append(self.end_session)
+
+    def bind_subjects(self, issuers: Mapping[str, str | None]) -> None:
+        """Choose each exchange service's session-subject connector (connector → issuer)."""
+        problems: list[str] = []
+        for runtime in self.runtimes.values():
+            problems.extend(runtime.bind_subject(issuers))
+        if problems:
+            raise ConfigurationError(problems)
+
+    def note_session_entry(self, runtime: ServiceRuntime, key: Hashable) -> None:
+        """Index ``runtime.cache[key]`` by its session, if it was derived from one."""
+        if not (isinstance(key, tuple) and isinstance(key[1], tuple) and key[1][0] == "session"):
+            return
+        with self._origins_lock:
+            index = self._by_session
+            if len(index) >= self._origins_cap:
+                for name, holders in list(index.items()):
+                    holders[:] = [(r, k) for r, k in holders if k in r.cache.entries]
+                    if not holders:
+                        del index[name]
+            holders = index.setdefault(key[1][1], [])
+            if (runtime, key) not in holders:
+                holders.append((runtime, key))
+
+    def end_session(self, session_key: str | None) -> None:
+        """Drop the tokens derived from the session at ``session_key`` (None: all of them)."""
+        with self._origins_lock:
+            if session_key is None:
+                ended = [pair for holders in self._by_session.values() for pair in holders]
+                self._by_session.clear()
+            else:
+                ended = self._by_session.pop(session_key, [])
+        for runtime, cache_key in ended:
+            runtime.cache.discard(cache_key)
 
     def _lazy_counters(self) -> Iterator[tuple[str, str, str, int]]:
         for runtime in self.runtimes.values():

@@ -9,7 +9,10 @@ Rules (each checked by the tests):
    during that window the same key raises at once without a request.
 3. Tokens derived from the caller's bearer token (exchange, on-behalf-of) are keyed by
    SHA-256 of that token (TX-03) and expire no later than it does (TX-04); only a
-   verified bearer token (``Principal.kind == "bearer"``) is ever exchanged.
+   verified bearer token (``Principal.kind == "bearer"``) is ever exchanged, or for a
+   session caller the access token its connector obtained from the exchange's own
+   authorization server (refreshed first when due); those are keyed by the session and
+   dropped when it ends (``subject``, docs/security.md TX-04).
 4. The caller's token is forwarded only by ``forward`` services, only from a verified
    bearer caller (never a session), and only when its ``aud`` names the service's
    audience (FW-01).
@@ -137,7 +140,7 @@ def _acquire_once(
     until: float | None = None
     try:
         if runtime.registry.shared is not None and flow in SHARED_FLOWS:
-            record = record_key(runtime, credentials, options, flow)
+            record = record_key(runtime, principal, credentials, options, flow)
             found, fetched = yield from acquire_shared(
                 runtime,
                 record,
@@ -176,6 +179,7 @@ def _acquire_once(
         int(token.expires_at - runtime.clock()),
     )
     entry = cache.put(key, token, runtime.header_for(token), runtime.margin, until=until)
+    runtime.registry.note_session_entry(runtime, key)
     if record is not None:
         runtime.registry.remember(record, runtime, key)
     return entry
@@ -221,13 +225,7 @@ def _fetch(
         )
         response = yield from _post(runtime, options, form, auth, scopes, user_grant=False)
         return runtime.registry.token_from(response, runtime, scopes, not_after=None)
-    token = credentials.token
-    if principal.kind != "bearer" or not token:
-        # TX-04: only a verified bearer token may be exchanged; sessions carry none.
-        raise MissingCredentials("this service needs the caller's bearer token")
-    not_after = credentials.expires_at
-    if not_after is not None and not_after <= runtime.clock():
-        raise MissingCredentials("the caller's bearer token has expired")
+    token, not_after = yield from _subject_token(runtime, principal, credentials)
     if flow == "on_behalf_of":
         form = on_behalf_of_form(
             assertion=token,
@@ -257,6 +255,39 @@ def _fetch(
         expect_issued=settings.requested_token_type,
     )  # fmt: skip
     return runtime.registry.token_from(response, runtime, scopes, not_after=not_after)
+
+
+def _subject_token(
+    runtime: ServiceRuntime, principal: Principal, credentials: Credentials
+) -> Flow[tuple[str, float | None]]:
+    """The subject token to exchange and its expiry (TX-04)."""
+    subject = runtime.subject_of(principal, credentials)
+    if subject == "session":
+        connector = runtime.session_connector
+        source = runtime.registry.user_tokens
+        assert connector is not None
+        if source is None:
+            raise ReauthorizationRequired(
+                "sign in to use this service",
+                connector=connector,
+                login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+            )
+        # Refreshed through the connector's rotation when due: never an expired token.
+        user_token: AccessToken = yield from source.user_token(
+            principal, connector, (), force_refresh=False
+        )
+        return user_token.value, user_token.expires_at
+    token = credentials.token
+    if subject != "bearer" or not token:
+        # TX-04: only a verified bearer token, or a session's connector token from the
+        # exchange's own authorization server, may be exchanged.
+        if principal.kind == "bearer" and runtime.subject_mode == "session":
+            raise MissingCredentials("this service exchanges the signed-in user's session")
+        raise MissingCredentials("this service needs the caller's bearer token")
+    not_after = credentials.expires_at
+    if not_after is not None and not_after <= runtime.clock():
+        raise MissingCredentials("the caller's bearer token has expired")
+    return token, not_after
 
 
 def _extra(runtime: ServiceRuntime, options: CallOptions) -> list[tuple[str, str]]:

@@ -1,0 +1,257 @@
+"""Session users reach exchange-based services (``subject``; docs/security.md TX-04).
+
+A browser signed in through the connector ``idp`` calls ``token_exchange`` services: the
+subject token is the access token that connector obtained from the same provider,
+refreshed first when due; the derived token is cached per session and ends with it.
+Everything runs over loopback against the test provider, under ASGI and WSGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from svc_apps import asgi_app, wsgi_app
+from svc_support import Downstream
+
+from authrelay import ConfigurationError, Relay, Settings
+from authrelay.testing import IdentityProvider, free_port, serve_asgi, serve_identity_provider
+from authrelay.testing.pytest_plugin import default_provider_config
+from authrelay.testing.servers import serve_wsgi
+
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+KEY = "session-subject-tests-key-0000000"
+
+
+@dataclass
+class App:
+    """The app behind authrelay, its provider, downstream API, clock and a browser."""
+
+    base: str
+    relay: Relay
+    idp: IdentityProvider
+    api: Downstream
+    now: list[float]
+    browser: httpx.Client
+
+    def login(self, user: str = "alice") -> None:
+        self.idp.auto_approve = user
+        start = self.browser.get(f"{self.base}/auth/idp/login")
+        at_idp = self.browser.get(start.headers["location"])
+        done = self.browser.get(at_idp.headers["location"])
+        assert done.status_code == 303, done.text
+
+    def call(self, service: str, **kw: Any) -> httpx.Response:
+        headers = {"accept": "application/json", **kw.pop("headers", {})}
+        return self.browser.get(f"{self.base}/call/{service}", headers=headers, **kw)
+
+    def exchanges(self, expected: int = 0) -> int:
+        return _count(self.idp, EXCHANGE, expected)
+
+    def refreshes(self, expected: int = 0) -> int:
+        return _count(self.idp, "refresh_token", expected)
+
+
+def _count(idp: IdentityProvider, grant: str, expected: int) -> int:
+    """The provider's count of ``grant`` requests once it reaches ``expected`` (or after 5 s):
+    the provider counts a request after answering it."""
+    deadline = time.monotonic() + 5
+    while True:
+        count = idp.counters.count(endpoint="token", grant_type=grant)
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.01)
+
+
+def _settings(idp: IdentityProvider, base: str, api: str, **extra: Any) -> Settings:
+    service = {"base_url": api, "allow_http": True, "flow": "token_exchange",
+               "audience": "api://orders", "scopes": ["orders.read"]}  # fmt: skip
+    services = extra.pop("services", None) or {
+        "notes": service,
+        "bearer_only": {**service, "subject": "bearer"},
+        "session_only": {**service, "subject": "session"},
+    }
+    data: dict[str, Any] = {
+        "secret_keys": [KEY],
+        "public_base_url": base,
+        "session": {"dev_insecure_cookies": True},
+        "http": {"allow_insecure_loopback": True},
+        "bearer": {"issuer": idp.issuer, "audience": "api://app"},
+        "client": {"client_id": "test-client", "client_secret": "test-secret"},
+        "connectors": {
+            "idp": {
+                "standard": "oidc",
+                "issuer": idp.issuer,
+                "client_id": "test-client",
+                "client_secret": "test-secret",
+            }
+        },
+        "services": services,
+    }
+    data.update(extra)
+    return Settings.model_validate(data)
+
+
+@contextmanager
+def _running(shell: str, **extra: Any) -> Iterator[App]:
+    now = [1_700_000_000.0]
+    idp = IdentityProvider(**{**default_provider_config(), "issuer": None, "clock": lambda: now[0]})
+    api = Downstream(idp)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serve_identity_provider(idp), serve_asgi(api.app) as api_url:
+        relay = Relay(_settings(idp, base, api_url, **extra), clock=lambda: now[0])
+        app = asgi_app(relay) if shell == "asgi" else wsgi_app(relay)
+        server = serve_asgi(app, port=port) if shell == "asgi" else serve_wsgi(app, port=port)
+        try:
+            with server, httpx.Client(follow_redirects=False, timeout=30) as browser:
+                yield App(base, relay, idp, api, now, browser)
+        finally:
+            relay.close()
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def shell(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def app(shell: str) -> Iterator[App]:
+    with _running(shell) as running:
+        running.login()
+        yield running
+
+
+def _session_entries(relay: Relay) -> list[Any]:
+    runtime = relay.services.runtimes["notes"]
+    return [key for key in runtime.cache.entries if key[1][0] == "session"]
+
+
+def test_tx04_a_session_user_reaches_an_exchange_service(app: App) -> None:
+    for _ in range(3):
+        answer = app.call("notes")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["body"]["sub"] == "alice"
+        assert answer.json()["body"]["aud"] in ("api://orders", ["api://orders"])
+        assert answer.json()["body"]["client_id"] == "test-client"
+    assert app.exchanges(1) == 1  # cached for the session after the first call
+    assert app.call("session_only").status_code == 200
+    assert all(entry["cookie"] is None for entry in app.api.seen)
+
+
+def test_tx04_subject_bearer_refuses_a_session_cookie_alone(app: App) -> None:
+    answer = app.call("bearer_only")
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "unauthorized"
+    assert app.exchanges() == 0
+
+
+def test_tx04_a_cookie_beside_a_bearer_token_gives_nothing(app: App) -> None:
+    """An API request (bearer) never exchanges the session's token, even with the cookie."""
+    token = app.idp.mint_access_token(
+        sub="bob", audience="api://app", scope="app.use", client_id="caller"
+    )
+    bearer = {"authorization": f"Bearer {token}"}
+    auto = app.call("notes", headers=bearer)
+    assert auto.status_code == 200, auto.text
+    assert auto.json()["body"]["sub"] == "bob"  # the bearer's subject, not alice's session
+    refused = app.call("session_only", headers=bearer)
+    assert refused.status_code == 401
+    assert app.exchanges(1) == 1
+    assert _session_entries(app.relay) == []
+
+
+def test_tx04_the_user_changes_between_requests(app: App) -> None:
+    assert app.call("notes").json()["body"]["sub"] == "alice"
+    app.login("bob")  # the same browser signs in as someone else: a new session
+    assert app.call("notes").json()["body"]["sub"] == "bob"
+    assert app.exchanges(2) == 2
+    app.login("alice")
+    assert app.call("notes").json()["body"]["sub"] == "alice"
+
+
+def test_tx04_an_expired_session_token_is_refreshed_before_the_exchange(app: App) -> None:
+    app.now[0] += 290  # the connector's token (300 s) is within its refresh margin
+    answer = app.call("notes")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["body"]["sub"] == "alice"
+    assert app.refreshes(1) == 1
+    assert app.exchanges(1) == 1
+
+
+def test_tx04_derived_tokens_end_with_logout(app: App) -> None:
+    assert app.call("notes").status_code == 200
+    assert len(_session_entries(app.relay)) == 1
+    out = app.browser.post(
+        f"{app.base}/auth/logout", headers={"origin": app.base, "accept": "application/json"}
+    )
+    assert out.status_code == 200, out.text
+    assert _session_entries(app.relay) == []
+    assert app.call("notes").status_code == 401
+
+
+def test_tx04_derived_tokens_end_with_back_channel_logout(shell: str) -> None:
+    with _running(shell) as app:
+        app.idp.clients["test-client"] = dataclasses.replace(
+            app.idp.clients["test-client"],
+            backchannel_logout_uri=f"{app.base}/auth/idp/backchannel-logout",
+        )
+        app.login()
+        assert app.call("notes").status_code == 200
+        assert len(_session_entries(app.relay)) == 1
+        assert app.idp.backchannel_logout(sub="alice") == {"test-client": 200}
+        assert _session_entries(app.relay) == []
+        assert app.call("notes").status_code == 401
+
+
+def test_tx04_200_concurrent_requests_make_one_refresh_and_one_exchange(app: App) -> None:
+    app.now[0] += 290
+    cookies = dict(app.browser.cookies)
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(cookies=cookies, timeout=60, limits=limits) as client:
+            return await asyncio.gather(*(client.get(f"{app.base}/call/notes") for _ in range(200)))
+
+    answers = asyncio.run(burst())
+    assert [a.status_code for a in answers] == [200] * 200
+    assert {a.json()["body"]["sub"] for a in answers} == {"alice"}
+    assert app.refreshes(1) == 1
+    assert app.exchanges(1) == 1
+
+
+def test_tx04_a_connector_from_another_issuer_is_refused() -> None:
+    now = [1_700_000_000.0]
+    idp = IdentityProvider(**{**default_provider_config(), "issuer": None})
+    with serve_identity_provider(idp):
+        base, api = "http://127.0.0.1:9", "http://127.0.0.1:8"
+        other = {"standard": "oidc", "issuer": "https://other.example", "client_id": "x",
+                 "client_secret": "y"}  # fmt: skip
+        connectors = {"other": other}
+        for service in ({"subject": "session"}, {"subject_connector": "other"}):
+            with pytest.raises(ConfigurationError) as info:
+                Relay(
+                    _settings(
+                        idp, base, api, connectors=connectors,
+                        services={"notes": {"base_url": api, "allow_http": True,
+                                            "flow": "token_exchange", **service}},
+                    ),
+                    clock=lambda: now[0],
+                )  # fmt: skip
+            assert "services.notes.subject" in str(info.value)
+        # Listed as trusted by the exchange's server: allowed.
+        trusted = {"base_url": api, "allow_http": True, "flow": "token_exchange",
+                   "subject": "session", "subject_issuers": ["https://other.example"]}  # fmt: skip
+        relay = Relay(
+            _settings(idp, base, api, connectors=connectors, services={"notes": trusted}),
+            clock=lambda: now[0],
+        )
+        assert relay.services.runtimes["notes"].session_connector == "other"
+        relay.close()
