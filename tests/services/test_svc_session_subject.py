@@ -18,14 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from svc_apps import asgi_app, wsgi_app
 from svc_support import Downstream
 
 from authrelay import ConfigurationError, Relay, Settings
+from authrelay._crypto import random_token
 from authrelay.testing import IdentityProvider, free_port, serve_asgi, serve_identity_provider
 from authrelay.testing.pytest_plugin import default_provider_config
 from authrelay.testing.servers import serve_wsgi
 
+SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 KEY = "session-subject-tests-key-0000000"
 
@@ -38,6 +41,7 @@ class App:
     relay: Relay
     idp: IdentityProvider
     api: Downstream
+    api_url: str
     now: list[float]
     browser: httpx.Client
 
@@ -77,7 +81,9 @@ def _settings(idp: IdentityProvider, base: str, api: str, **extra: Any) -> Setti
         "notes": service,
         "bearer_only": {**service, "subject": "bearer"},
         "session_only": {**service, "subject": "session"},
-    }
+        "obo": {"base_url": api, "allow_http": True, "flow": "on_behalf_of",
+                "scopes": ["api://orders/orders.read"]},
+    }  # fmt: skip
     data: dict[str, Any] = {
         "secret_keys": [KEY],
         "public_base_url": base,
@@ -112,7 +118,7 @@ def _running(shell: str, **extra: Any) -> Iterator[App]:
         server = serve_asgi(app, port=port) if shell == "asgi" else serve_wsgi(app, port=port)
         try:
             with server, httpx.Client(follow_redirects=False, timeout=30) as browser:
-                yield App(base, relay, idp, api, now, browser)
+                yield App(base, relay, idp, api, api_url, now, browser)
         finally:
             relay.close()
 
@@ -144,6 +150,15 @@ def test_tx04_a_session_user_reaches_an_exchange_service(app: App) -> None:
     assert app.exchanges(1) == 1  # cached for the session after the first call
     assert app.call("session_only").status_code == 200
     assert all(entry["cookie"] is None for entry in app.api.seen)
+
+
+def test_tx04_on_behalf_of_a_session_user(app: App) -> None:
+    answer = app.call("obo")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["body"]["sub"] == "alice"
+    assert "orders.read" in answer.json()["body"]["scope"]
+    jwt_bearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    assert _count(app.idp, jwt_bearer, 1) == 1
 
 
 def test_tx04_subject_bearer_refuses_a_session_cookie_alone(app: App) -> None:
@@ -255,3 +270,46 @@ def test_tx04_a_connector_from_another_issuer_is_refused() -> None:
         )
         assert relay.services.runtimes["notes"].session_connector == "other"
         relay.close()
+
+
+@pytest.mark.redis
+def test_tx04_two_workers_share_one_exchange_and_a_logout_ends_it_in_both(shell: str) -> None:
+    """Two relays on one Redis store stand for two worker processes."""
+    namespace = f"t-{random_token(6)}:"
+    store = {"url": SHARED_REDIS_URL, "key_prefix": namespace}
+    try:
+        with _running(shell, store=store) as app:
+            app.login()
+            port = free_port()
+            settings = _settings(app.idp, f"http://127.0.0.1:{port}", app.api_url, store=store)
+            other = Relay(settings, clock=lambda: app.now[0])
+            second = asgi_app(other) if shell == "asgi" else wsgi_app(other)
+            serve = serve_asgi if shell == "asgi" else serve_wsgi
+            try:
+                with serve(second, port=port) as there:
+                    cookies = dict(app.browser.cookies)
+                    assert app.call("notes").json()["body"]["sub"] == "alice"
+                    answer = httpx.get(f"{there}/call/notes", cookies=cookies, timeout=30)
+                    assert answer.status_code == 200, answer.text
+                    assert answer.json()["body"]["sub"] == "alice"
+                    assert app.exchanges(1) == 1  # the second worker read the shared record
+                    assert len(_session_entries(other)) == 1
+                    other.backend.hub.connected.wait(10)  # type: ignore[attr-defined]
+                    out = app.browser.post(
+                        f"{app.base}/auth/logout",
+                        headers={"origin": app.base, "accept": "application/json"},
+                    )
+                    assert out.status_code == 200, out.text
+                    deadline = time.monotonic() + 10
+                    while _session_entries(other) and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    assert _session_entries(other) == []  # heard through the store
+                    after = httpx.get(f"{there}/call/notes", cookies=cookies, timeout=30)
+                    assert after.status_code == 401
+            finally:
+                other.close()
+    finally:
+        raw = redis.Redis.from_url(SHARED_REDIS_URL)
+        for name in list(raw.scan_iter(match=namespace + "*", count=500)):
+            raw.delete(name)
+        raw.close()
