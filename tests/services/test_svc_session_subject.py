@@ -212,6 +212,13 @@ def test_tx04_derived_tokens_end_with_logout(app: App) -> None:
     assert app.call("notes").status_code == 401
 
 
+def test_tx04_derived_tokens_end_with_session_expiry(app: App) -> None:
+    assert app.call("notes").status_code == 200
+    app.now[0] += 30 * 60 + 1  # past the idle timeout
+    assert app.call("notes").status_code == 401
+    assert app.exchanges(1) == 1
+
+
 def test_tx04_derived_tokens_end_with_back_channel_logout(shell: str) -> None:
     with _running(shell) as app:
         app.idp.clients["test-client"] = dataclasses.replace(
@@ -261,6 +268,13 @@ def test_tx04_a_connector_from_another_issuer_is_refused() -> None:
                     clock=lambda: now[0],
                 )  # fmt: skip
             assert "services.notes.subject" in str(info.value)
+        # Two connectors of the exchange's server: the service must name one.
+        same = {"standard": "oidc", "issuer": idp.issuer, "client_id": "test-client",
+                "client_secret": "test-secret"}  # fmt: skip
+        with pytest.raises(ConfigurationError) as info:
+            Relay(_settings(idp, base, api, connectors={"a": same, "b": same}))
+        assert "services.session_only.subject_connector: connectors a, b could" in str(info.value)
+        assert "services.notes." not in str(info.value)  # "auto": bearer only, and a warning
         # Listed as trusted by the exchange's server: allowed.
         trusted = {"base_url": api, "allow_http": True, "flow": "token_exchange",
                    "subject": "session", "subject_issuers": ["https://other.example"]}  # fmt: skip

@@ -156,10 +156,15 @@ class ServiceRuntime:
             return []
         candidates = sorted(n for n, issuer in issuers.items() if issuer in trusted)
         if len(candidates) > 1:
-            return [
+            problem = (
                 f"{where}.subject_connector: connectors {', '.join(candidates)} could all "
                 "give the session subject; name one"
-            ]
+            )
+            if self.subject_mode == "session":
+                return [problem]
+            # "auto" keeps working for bearer callers, as before session subjects existed.
+            logger.warning("%s (until then, session users get 401)", problem)
+            return []
         if candidates:
             self.session_connector = candidates[0]
         elif self.subject_mode == "session":
