@@ -101,7 +101,9 @@ class ServiceRegistry:
 
     def note_session_entry(self, runtime: ServiceRuntime, key: Hashable) -> None:
         """Index ``runtime.cache[key]`` by its session, if it was derived from one."""
-        if not (isinstance(key, tuple) and isinstance(key[1], tuple) and key[1][0] == "session"):
+        if not (isinstance(key, tuple) and len(key) > 1 and isinstance(key[1], tuple)):
+            return
+        if key[1][:1] != ("session",):
             return
         with self._origins_lock:
             index = self._by_session
