@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ from authrelay._crypto import random_token
 from authrelay.testing import IdentityProvider, free_port, serve_asgi, serve_identity_provider
 from authrelay.testing.pytest_plugin import default_provider_config
 from authrelay.testing.servers import serve_wsgi
+from authrelay.wsgi import AuthRelayWSGIMiddleware
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -44,6 +47,7 @@ class App:
     api_url: str
     now: list[float]
     browser: httpx.Client
+    shell_app: Any
 
     def login(self, user: str = "alice") -> None:
         self.idp.auto_approve = user
@@ -112,13 +116,18 @@ def _running(shell: str, **extra: Any) -> Iterator[App]:
     api = Downstream(idp)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with serve_identity_provider(idp), serve_asgi(api.app) as api_url:
+    # A long keep-alive: a loaded machine must not turn idle connections into resets.
+    with serve_identity_provider(idp), serve_asgi(api.app, timeout_keep_alive=60) as api_url:
         relay = Relay(_settings(idp, base, api_url, **extra), clock=lambda: now[0])
         app = asgi_app(relay) if shell == "asgi" else wsgi_app(relay)
-        server = serve_asgi(app, port=port) if shell == "asgi" else serve_wsgi(app, port=port)
+        server = (
+            serve_asgi(app, port=port, timeout_keep_alive=60)
+            if shell == "asgi"
+            else serve_wsgi(app, port=port)
+        )
         try:
             with server, httpx.Client(follow_redirects=False, timeout=30) as browser:
-                yield App(base, relay, idp, api, api_url, now, browser)
+                yield App(base, relay, idp, api, api_url, now, browser, app)
         finally:
             relay.close()
 
@@ -234,15 +243,33 @@ def test_tx04_derived_tokens_end_with_back_channel_logout(shell: str) -> None:
 
 
 def test_tx04_200_concurrent_requests_make_one_refresh_and_one_exchange(app: App) -> None:
-    app.now[0] += 290
-    cookies = dict(app.browser.cookies)
+    """200 requests of one session user at once: over uvicorn (ASGI), or from 200 threads
+    straight into the WSGI middleware; the provider is on loopback."""
+    app.now[0] += 290  # the session's connector token is due for a refresh
+    cookie = "; ".join(f"{name}={value}" for name, value in app.browser.cookies.items())
+    headers = {"cookie": cookie, "accept": "application/json"}
+    app.idp.faults.add("token", delay=0.3, count=1)  # every request arrives meanwhile
+    if isinstance(app.shell_app, AuthRelayWSGIMiddleware):
+        barrier = threading.Barrier(200)
 
-    async def burst() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=200)
-        async with httpx.AsyncClient(cookies=cookies, timeout=60, limits=limits) as client:
-            return await asyncio.gather(*(client.get(f"{app.base}/call/notes") for _ in range(200)))
+        def one(_: int) -> httpx.Response:
+            transport = httpx.WSGITransport(app=app.shell_app)
+            with httpx.Client(transport=transport, base_url="http://app") as client:
+                barrier.wait(30)
+                return client.get("/call/notes", headers=headers)
 
-    answers = asyncio.run(burst())
+        with ThreadPoolExecutor(200) as pool:
+            answers = list(pool.map(one, range(200)))
+    else:  # over uvicorn: the relay's async parts belong to the server's event loop
+
+        async def burst() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+                return await asyncio.gather(
+                    *(client.get(f"{app.base}/call/notes", headers=headers) for _ in range(200))
+                )
+
+        answers = asyncio.run(burst())
     assert [a.status_code for a in answers] == [200] * 200
     assert {a.json()["body"]["sub"] for a in answers} == {"alice"}
     assert app.refreshes(1) == 1
