@@ -170,6 +170,14 @@ def test_tx04_on_behalf_of_a_session_user(app: App) -> None:
     assert _count(app.idp, jwt_bearer, 1) == 1
 
 
+def test_tx04_a_session_token_refused_by_the_provider_asks_to_sign_in_again(app: App) -> None:
+    app.idp.faults.add("token", error="invalid_grant", grant_type=EXCHANGE)
+    answer = app.call("notes")
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"] == "connector_authorization_required"
+    assert answer.json()["login_url"] == "/auth/idp/login"
+
+
 def test_tx04_subject_bearer_refuses_a_session_cookie_alone(app: App) -> None:
     answer = app.call("bearer_only")
     assert answer.status_code == 401

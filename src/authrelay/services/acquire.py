@@ -226,6 +226,32 @@ def _fetch(
         response = yield from _post(runtime, options, form, auth, scopes, user_grant=False)
         return runtime.registry.token_from(response, runtime, scopes, not_after=None)
     token, not_after = yield from _subject_token(runtime, principal, credentials)
+    try:
+        exchanged: AccessToken = yield from _exchange(
+            runtime, flow, options, scopes, token, not_after
+        )
+    except ReauthorizationRequired as exc:
+        connector = runtime.session_connector
+        if runtime.subject_of(principal, credentials) != "session" or connector is None:
+            raise
+        # The provider refused the session's own token (revoked there): sign in again.
+        raise ReauthorizationRequired(
+            exc.description,
+            connector=connector,
+            login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+        ) from None
+    return exchanged
+
+
+def _exchange(
+    runtime: ServiceRuntime,
+    flow: str,
+    options: CallOptions,
+    scopes: tuple[str, ...],
+    token: str,
+    not_after: float | None,
+) -> Flow[AccessToken]:
+    settings = runtime.settings
     if flow == "on_behalf_of":
         form = on_behalf_of_form(
             assertion=token,
