@@ -220,13 +220,12 @@ def test_token_is_cached_then_refreshed_once_when_due() -> None:
             return next(s for s in services if s["service"] == "notes")
 
         assert idp.counters.count("token", grant_type=EXCHANGE) == 1  # the session's token
-        assert notes_state() == {
-            "service": "notes",
-            "flow": "token_exchange",
-            "cached": True,
-            "expires_in": ACCESS_TOKEN_TTL,
-            "next_refresh_in": ACCESS_TOKEN_TTL - 60,
-        }
+        state = notes_state()
+        # The provider (on real time) ends the exchanged token with the sign-in token,
+        # so its lifetime may be a second short of the full one.
+        assert ACCESS_TOKEN_TTL - 2 <= state.pop("expires_in") <= ACCESS_TOKEN_TTL  # type: ignore[operator]
+        assert ACCESS_TOKEN_TTL - 62 <= state.pop("next_refresh_in") <= ACCESS_TOKEN_TTL - 60  # type: ignore[operator]
+        assert state == {"service": "notes", "flow": "token_exchange", "cached": True}
         for _ in range(3):  # cache hits: the provider sees no new token request
             assert NOTES[alice.sub][0] in browser.get("/").text
         assert idp.counters.count("token") == 2
@@ -238,4 +237,4 @@ def test_token_is_cached_then_refreshed_once_when_due() -> None:
         # The sign-in token was refreshed first, then exchanged again: once each.
         assert idp.counters.count("token", grant_type="refresh_token") == 1
         assert idp.counters.count("token", grant_type=EXCHANGE) == 2
-        assert notes_state()["next_refresh_in"] == ACCESS_TOKEN_TTL - 60
+        assert ACCESS_TOKEN_TTL - 62 <= notes_state()["next_refresh_in"] <= ACCESS_TOKEN_TTL - 60  # type: ignore[operator]
