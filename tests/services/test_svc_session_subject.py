@@ -321,6 +321,14 @@ def test_tx04_a_connector_from_another_issuer_is_refused() -> None:
         relay.close()
 
 
+def _records(namespace: str) -> list[bytes]:
+    raw = redis.Redis.from_url(SHARED_REDIS_URL)
+    try:
+        return list(raw.scan_iter(match=namespace + "svc:*", count=500))
+    finally:
+        raw.close()
+
+
 @pytest.mark.redis
 def test_tx04_two_workers_share_one_exchange_and_a_logout_ends_it_in_both(shell: str) -> None:
     """Two relays on one Redis store stand for two worker processes."""
@@ -344,6 +352,7 @@ def test_tx04_two_workers_share_one_exchange_and_a_logout_ends_it_in_both(shell:
                     assert app.exchanges(1) == 1  # the second worker read the shared record
                     assert len(_session_entries(other)) == 1
                     other.backend.hub.connected.wait(10)  # type: ignore[attr-defined]
+                    assert len(_records(namespace)) == 1  # one sealed shared record
                     out = app.browser.post(
                         f"{app.base}/auth/logout",
                         headers={"origin": app.base, "accept": "application/json"},
@@ -353,6 +362,7 @@ def test_tx04_two_workers_share_one_exchange_and_a_logout_ends_it_in_both(shell:
                     while _session_entries(other) and time.monotonic() < deadline:
                         time.sleep(0.02)
                     assert _session_entries(other) == []  # heard through the store
+                    assert _records(namespace) == []  # deleted by the worker that logged out
                     after = httpx.get(f"{there}/call/notes", cookies=cookies, timeout=30)
                     assert after.status_code == 401
             finally:

@@ -119,6 +119,8 @@ class SessionManager:
         self._records: TokenCache[SessionRecord] = TokenCache(10_000, clock=clock)
         self.on_end: list[Callable[[str | None], None]] = []
         """Called with a record key when a session ends here or elsewhere (None: all)."""
+        self.on_destroy: list[Callable[[str], Flow[None]]] = []
+        """Run (with the record key) by the process that ends a session, after the delete."""
 
     def __repr__(self) -> str:
         return f"SessionManager(cookie_name={self.cookie_name!r})"
@@ -264,5 +266,7 @@ class SessionManager:
             return False
         self._records.discard(key.encode())
         deleted: bool = yield StoreOp("delete", (key,))
+        for hook in self.on_destroy:
+            yield from hook(key)
         self._ended(key)
         return bool(deleted)

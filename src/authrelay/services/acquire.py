@@ -179,7 +179,7 @@ def _acquire_once(
         int(token.expires_at - runtime.clock()),
     )
     entry = cache.put(key, token, runtime.header_for(token), runtime.margin, until=until)
-    runtime.registry.note_session_entry(runtime, key)
+    runtime.registry.note_session_entry(runtime, key, record)
     if record is not None:
         runtime.registry.remember(record, runtime, key)
     return entry
