@@ -106,6 +106,7 @@ class Relay:
         self.services = services
         if settings.connectors:
             services.user_tokens = self.connectors.tokens
+        services.bind_subjects(self.connectors.issuers() if settings.connectors else {})
 
     def __repr__(self) -> str:
         return (

@@ -76,6 +76,12 @@ def test_sign_in_see_notes_connect_codehost_see_repositories_reload_keeps_sessio
     expect(page.locator("#status-panel")).to_have_attribute("data-ready", "true")
     expect(page.locator("#status-services")).to_contain_text("notes")
     _panel_matches_stats_and_providers(page, demo)
+    # Each panel says which flow it uses; the status table agrees, row by row.
+    expect(page.locator("#notes-flow")).to_contain_text('flow = "token_exchange"')
+    expect(page.locator("#repos-flow")).to_contain_text('flow = "connector"')
+    rows = page.locator("#status-services tr")
+    expect(rows.filter(has_text="notes")).to_contain_text("token_exchange")
+    expect(rows.filter(has_text="repos")).to_contain_text("connector")
     connected = shots(page, "connected")
     if os.environ.get("AUTHRELAY_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,13 @@ def oidc_resource_server_provider(
     access tokens are RFC 9068 JWTs for ``api://orders``, and UserInfo refuses them."""
     settings = dataclasses.replace(oidc_provider_settings, profile="resource-server")
     yield from _started(settings, tmp_path_factory.mktemp("oidc-provider-rs"))
+
+
+@pytest.fixture(scope="session")
+def oidc_token_exchange_provider(
+    oidc_provider_settings: OidcProviderSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OidcProvider]:
+    """oidc-provider in the ``token-exchange`` profile: the relying party's client may
+    exchange its opaque access tokens (RFC 8693) for tokens of a configured resource."""
+    settings = dataclasses.replace(oidc_provider_settings, profile="token-exchange")
+    yield from _started(settings, tmp_path_factory.mktemp("oidc-provider-tx"))

@@ -78,7 +78,8 @@ class OidcProviderSettings:
     profile: str = "default"
     """``server.mjs`` profile: ``"default"``, or ``"resource-server"`` (resource indicators
     with a default resource: code-flow access tokens are JWTs for an API, which UserInfo
-    refuses)."""
+    refuses), or ``"token-exchange"`` (``"default"`` plus an RFC 8693 grant for the relying
+    party's client)."""
     default_resource: str | None = None
     """The ``resource-server`` profile's default resource (else the first JWT resource)."""
 

@@ -55,8 +55,9 @@
                       seconds(s.next_refresh_in)]);
         }), 5, "Sign in to see your tokens.");
         fill("status-providers", status.providers.map(function (p) {
-          return row([p.provider, p.token_calls.authorization_code, p.token_calls.refresh_token]);
-        }), 3, "No providers.");
+          return row([p.provider, p.token_calls.authorization_code, p.token_calls.refresh_token,
+                      p.token_calls.token_exchange]);
+        }), 4, "No providers.");
         fill("status-counters", stats.counters.map(function (c) {
           return row([c.name, c.target, counterFlow(c), c.value]);
         }), 4, "No counters recorded yet.");

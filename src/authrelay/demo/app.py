@@ -38,7 +38,11 @@ from ..testing import IdentityProvider
 __all__ = ["DemoPage", "build_app"]
 
 _NO_STORE = {"Cache-Control": "no-store", "Vary": "Cookie"}
-_GRANTS = ("authorization_code", "refresh_token")
+_GRANTS = {
+    "authorization_code": "authorization_code",
+    "refresh_token": "refresh_token",
+    "token_exchange": "urn:ietf:params:oauth:grant-type:token-exchange",
+}
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,10 @@ class _Pages:
         providers = [
             {
                 "provider": label,
-                "token_calls": {g: idp.counters.count("token", grant_type=g) for g in _GRANTS},
+                "token_calls": {
+                    label: idp.counters.count("token", grant_type=grant)
+                    for label, grant in _GRANTS.items()
+                },
             }
             for label, idp in self.page.providers.items()
         ]

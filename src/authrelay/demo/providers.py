@@ -30,6 +30,7 @@ from ..asgi import AuthRelayMiddleware
 from ..settings import BearerSettings, HttpSettings, Settings
 from ..starlette import get_principal, requires
 from ..testing import IdentityProvider, OAuthClient, Resource, TestUser
+from ..testing.models import GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_TOKEN_EXCHANGE
 
 __all__ = [
     "ACCESS_TOKEN_TTL",
@@ -100,11 +101,15 @@ def make_provider(
     app_url: str,
     connector: str,
     resource: Resource,
+    exchange: bool = False,
 ) -> IdentityProvider:
-    """A provider with a login form and one registered client: the demo app."""
+    """A provider with a login form and one registered client: the demo app (which may
+    also exchange tokens when ``exchange``)."""
+    grants = (GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN)
     client = OAuthClient(
         client_id=client_id,
         client_secret=client_secret,
+        grant_types=(*grants, GRANT_TOKEN_EXCHANGE) if exchange else grants,
         redirect_uris=[f"{app_url}/auth/{connector}/callback"],
         post_logout_redirect_uris=[f"{app_url}/", f"{app_url}/auth/logout/callback"],
     )

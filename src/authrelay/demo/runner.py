@@ -163,6 +163,7 @@ class Demo:
             app_url=app_url,
             connector="idp",
             resource=notes_resource(),
+            exchange=True,
         )
         codehost = make_provider(
             issuer=self.urls["codehost"],

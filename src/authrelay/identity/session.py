@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,10 @@ class SessionManager:
         self._opened: TokenCache[CookieState] = TokenCache(10_000, clock=clock)
         self._records: TokenCache[SessionRecord] = TokenCache(10_000, clock=clock)
         self.metrics: Stats | None = None
+        self.on_end: list[Callable[[str | None], None]] = []
+        """Called with a record key when a session ends here or elsewhere (None: all)."""
+        self.on_destroy: list[Callable[[str], Flow[None]]] = []
+        """Run (with the record key) by the process that ends a session, after the delete."""
 
     def __repr__(self) -> str:
         return f"SessionManager(cookie_name={self.cookie_name!r})"
@@ -208,6 +212,10 @@ class SessionManager:
     def _key(self, session_id: str) -> str:
         return self._prefix + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
+    def record_key(self, session_id: str) -> str:
+        """The store key of a session's record (a digest; safe in cache keys and logs)."""
+        return self._key(session_id)
+
     def cached_record(self, session: CookieState | str) -> SessionRecord | None:
         """The record from the in-process cache, without touching the store."""
         if isinstance(session, CookieState):
@@ -220,6 +228,11 @@ class SessionManager:
             self._records.entries.clear()
         else:
             self._records.discard(key.encode())
+        self._ended(key)
+
+    def _ended(self, key: str | None) -> None:
+        for listener in self.on_end:
+            listener(key)
 
     def load(self, session_id: str) -> Flow[SessionRecord | None]:
         """The session's record, or None when it was ended (logout) or never existed."""
@@ -276,4 +289,7 @@ class SessionManager:
         deleted: bool = yield StoreOp("delete", (key,))
         if deleted and self.metrics is not None:
             self.metrics.incr("sessions_ended")
+        for hook in self.on_destroy:
+            yield from hook(key)
+        self._ended(key)
         return bool(deleted)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
 from .._crypto import KeyRing
-from .._io import AsyncDriver, SyncDriver
-from ..errors import ConfigurationError, UnknownService
+from .._io import AsyncDriver, Flow, SyncDriver
+from ..errors import ConfigurationError, TokenStoreUnavailable, UnknownService
 from ..principal import Credentials, Principal
 from ..stores.shared_tokens import PURPOSE, SharedTokenStore
 from ..tokens import AccessToken, TokenResponse, UserTokenSource
@@ -88,6 +88,72 @@ class ServiceRegistry:
         self._origins_lock = threading.Lock()
         self._origins_cap = max(1024, sum(s.cache_size for s in settings.services.values()))
         relay.metrics.register(self._lazy_counters)
+        # Tokens exchanged for a session's subject, by session record key: they end with
+        # the session, here or (through the store's invalidation) in another worker.
+        self._by_session: dict[str, list[tuple[ServiceRuntime, Hashable]]] = {}
+        self._session_records: dict[str, set[str]] = {}
+        relay.sessions.on_end.append(self.end_session)
+        relay.sessions.on_destroy.append(self.destroy_session)
+
+    def bind_subjects(self, issuers: Mapping[str, str | None]) -> None:
+        """Choose each exchange service's session-subject connector (connector → issuer)."""
+        problems: list[str] = []
+        for runtime in self.runtimes.values():
+            problems.extend(runtime.bind_subject(issuers))
+        if problems:
+            raise ConfigurationError(problems)
+
+    def note_session_entry(
+        self, runtime: ServiceRuntime, key: Hashable, record: str | None = None
+    ) -> None:
+        """Index ``runtime.cache[key]`` (and its shared ``record``) by its session, if it
+        was derived from one."""
+        if not (isinstance(key, tuple) and len(key) > 1 and isinstance(key[1], tuple)):
+            return
+        if key[1][:1] != ("session",):
+            return
+        session = key[1][1]
+        with self._origins_lock:
+            index = self._by_session
+            if len(index) >= self._origins_cap:
+                for name, held in list(index.items()):
+                    held[:] = [(r, k) for r, k in held if k in r.cache.entries]
+                    if not held:
+                        del index[name]
+            held = index.setdefault(session, [])
+            if (runtime, key) not in held:
+                held.append((runtime, key))
+            if record is not None:
+                if len(self._session_records) >= self._origins_cap:
+                    self._session_records.clear()  # those records only age out by their TTL
+                self._session_records.setdefault(session, set()).add(record)
+
+    def end_session(self, session_key: str | None) -> None:
+        """Drop the tokens derived from the session at ``session_key`` (None: all of them)."""
+        with self._origins_lock:
+            if session_key is None:
+                ended = [item for held in self._by_session.values() for item in held]
+                self._by_session.clear()
+            else:
+                ended = self._by_session.pop(session_key, [])
+        for runtime, cache_key in ended:
+            runtime.cache.discard(cache_key)
+
+    def destroy_session(self, session_key: str) -> Flow[None]:
+        """:meth:`end_session`, and delete the shared records this process made or read
+        for it (a failure is logged: the records are unreachable and expire anyway)."""
+        self.end_session(session_key)
+        with self._origins_lock:
+            records = sorted(self._session_records.pop(session_key, ()))
+        shared = self.shared
+        if shared is None:
+            return
+        for record in records:
+            try:
+                yield from shared.delete(record)
+            except TokenStoreUnavailable:
+                logger.warning("session_tokens_not_deleted reason=store_unavailable")
+                return
 
     def _lazy_counters(self) -> Iterator[tuple[str, str, str, int]]:
         for runtime in self.runtimes.values():

@@ -9,7 +9,10 @@ Rules (each checked by the tests):
    during that window the same key raises at once without a request.
 3. Tokens derived from the caller's bearer token (exchange, on-behalf-of) are keyed by
    SHA-256 of that token (TX-03) and expire no later than it does (TX-04); only a
-   verified bearer token (``Principal.kind == "bearer"``) is ever exchanged.
+   verified bearer token (``Principal.kind == "bearer"``) is ever exchanged, or for a
+   session caller the access token its connector obtained from the exchange's own
+   authorization server (refreshed first when due); those are keyed by the session and
+   dropped when it ends (``subject``, docs/security.md TX-04).
 4. The caller's token is forwarded only by ``forward`` services, only from a verified
    bearer caller (never a session), and only when its ``aud`` names the service's
    audience (FW-01).
@@ -140,7 +143,7 @@ def _acquire_once(
     until: float | None = None
     try:
         if runtime.registry.shared is not None and flow in SHARED_FLOWS:
-            record = record_key(runtime, credentials, options, flow)
+            record = record_key(runtime, principal, credentials, options, flow)
             found, fetched = yield from acquire_shared(
                 runtime,
                 record,
@@ -179,6 +182,7 @@ def _acquire_once(
         int(token.expires_at - runtime.clock()),
     )
     entry = cache.put(key, token, runtime.header_for(token), runtime.margin, until=until)
+    runtime.registry.note_session_entry(runtime, key, record)
     if record is not None:
         runtime.registry.remember(record, runtime, key)
     return entry
@@ -226,13 +230,34 @@ def _fetch(
         )
         response = yield from _post(runtime, options, form, auth, scopes, user_grant=False)
         return runtime.registry.token_from(response, runtime, scopes, not_after=None)
-    token = credentials.token
-    if principal.kind != "bearer" or not token:
-        # TX-04: only a verified bearer token may be exchanged; sessions carry none.
-        raise MissingCredentials("this service needs the caller's bearer token")
-    not_after = credentials.expires_at
-    if not_after is not None and not_after <= runtime.clock():
-        raise MissingCredentials("the caller's bearer token has expired")
+    token, not_after = yield from _subject_token(runtime, principal, credentials)
+    try:
+        exchanged: AccessToken = yield from _exchange(
+            runtime, flow, options, scopes, token, not_after, agent
+        )
+    except ReauthorizationRequired as exc:
+        connector = runtime.session_connector
+        if runtime.subject_of(principal, credentials) != "session" or connector is None:
+            raise
+        # The provider refused the session's own token (revoked there): sign in again.
+        raise ReauthorizationRequired(
+            exc.description,
+            connector=connector,
+            login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+        ) from None
+    return exchanged
+
+
+def _exchange(
+    runtime: ServiceRuntime,
+    flow: str,
+    options: CallOptions,
+    scopes: tuple[str, ...],
+    token: str,
+    not_after: float | None,
+    agent: AgentRuntime | None,
+) -> Flow[AccessToken]:
+    settings = runtime.settings
     if flow == "on_behalf_of":
         form = on_behalf_of_form(
             assertion=token,
@@ -301,6 +326,39 @@ def _entra_agent(
         )
     response = yield from _post(runtime, options, form, None, scopes, user_grant=False)
     return runtime.registry.token_from(response, runtime, scopes, not_after=None)
+
+
+def _subject_token(
+    runtime: ServiceRuntime, principal: Principal, credentials: Credentials
+) -> Flow[tuple[str, float | None]]:
+    """The subject token to exchange and its expiry (TX-04)."""
+    subject = runtime.subject_of(principal, credentials)
+    if subject == "session":
+        connector = runtime.session_connector
+        source = runtime.registry.user_tokens
+        assert connector is not None
+        if source is None:
+            raise ReauthorizationRequired(
+                "sign in to use this service",
+                connector=connector,
+                login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+            )
+        # Refreshed through the connector's rotation when due: never an expired token.
+        user_token: AccessToken = yield from source.user_token(
+            principal, connector, (), force_refresh=False
+        )
+        return user_token.value, user_token.expires_at
+    token = credentials.token
+    if subject != "bearer" or not token:
+        # TX-04: only a verified bearer token, or a session's connector token from the
+        # exchange's own authorization server, may be exchanged.
+        if principal.kind == "bearer" and runtime.subject_mode == "session":
+            raise MissingCredentials("this service exchanges the signed-in user's session")
+        raise MissingCredentials("this service needs the caller's bearer token")
+    not_after = credentials.expires_at
+    if not_after is not None and not_after <= runtime.clock():
+        raise MissingCredentials("the caller's bearer token has expired")
+    return token, not_after
 
 
 def _extra(runtime: ServiceRuntime, options: CallOptions) -> list[tuple[str, str]]:

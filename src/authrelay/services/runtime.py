@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,9 @@ class ServiceRuntime:
             else:
                 self.api_key_header = key.header
                 self.static_header = f"{key.scheme} {value}" if key.scheme else value
+        self.subject_mode = settings.subject
+        self.session_connector: str | None = None
+        """The connector whose user token is this service's session subject, if any."""
         if settings.insecure_skip_verify:
             logger.warning("tls_verification_disabled service=%s (DS-04)", name)
         self._lock = threading.Lock()
@@ -129,6 +132,67 @@ class ServiceRuntime:
 
     def __repr__(self) -> str:
         return f"ServiceRuntime(name={self.name!r}, flow={self.flow!r}, base_url={self.base_url!r})"
+
+    # -- the subject of an exchange (TX-04) -----------------------------------------
+
+    def bind_subject(self, issuers: Mapping[str, str | None]) -> list[str]:
+        """Choose the session-subject connector among ``issuers`` (name → issuer).
+
+        Only a connector whose issuer is the exchange's authorization server (the
+        ``bearer.issuer``) or listed in ``subject_issuers`` qualifies. Returns problems.
+        """
+        settings = self.settings
+        if self.flow not in ("token_exchange", "on_behalf_of") or self.subject_mode == "bearer":
+            return []
+        where = f"services.{self.name}"
+        bearer = self.registry.relay.settings.bearer
+        trusted = set(settings.subject_issuers)
+        if bearer is not None:  # the token endpoint's issuer (see acquire.token_endpoint)
+            trusted.add(bearer.issuer)
+        name = settings.subject_connector
+        if name is not None:
+            if name not in issuers:
+                return [f"{where}.subject_connector: {name!r} is not a configured connector"]
+            if issuers[name] not in trusted:
+                return [
+                    f"{where}.subject_connector: {name!r} is from another issuer than the "
+                    f"exchange's authorization server; list its issuer in "
+                    f"{where}.subject_issuers only if that server trusts it"
+                ]
+            self.session_connector = name
+            return []
+        candidates = sorted(n for n, issuer in issuers.items() if issuer in trusted)
+        if len(candidates) > 1:
+            problem = (
+                f"{where}.subject_connector: connectors {', '.join(candidates)} could all "
+                "give the session subject; name one"
+            )
+            if self.subject_mode == "session":
+                return [problem]
+            # "auto" keeps working for bearer callers, as before session subjects existed.
+            logger.warning("%s (until then, session users get 401)", problem)
+            return []
+        if candidates:
+            self.session_connector = candidates[0]
+        elif self.subject_mode == "session":
+            return [
+                f"{where}.subject: 'session' needs a connector whose issuer is the exchange's "
+                f"authorization server (or is in {where}.subject_issuers)"
+            ]
+        return []
+
+    def subject_of(self, principal: Principal, credentials: Credentials) -> str | None:
+        """``"bearer"``, ``"session"`` or None: which token this caller's exchange uses.
+
+        A bearer caller only ever gives its bearer token (a cookie beside it is ignored);
+        a session caller only its connector token; ``subject`` may rule either out.
+        """
+        if principal.kind == "bearer":
+            return "bearer" if self.subject_mode != "session" and credentials.token else None
+        if principal.kind == "session":
+            usable = self.session_connector is not None and principal.session_id is not None
+            return "session" if usable and self.subject_mode != "bearer" else None
+        return None
 
     # -- cache keys (ST-06, TX-03, CL-01) -------------------------------------------
 
@@ -161,6 +225,12 @@ class ServiceRuntime:
         if flow == "connector":
             subject = (principal.issuer, principal.subject, principal.session_id)
             return (flow, subject, self.settings.connector, scopes, tenant, None, params)
+        if self.subject_of(principal, credentials) == "session":
+            # Keyed by the session: a derived token dies with it (docs/security.md TX-04).
+            assert principal.session_id is not None
+            session = self.registry.relay.sessions.record_key(principal.session_id)
+            caller = ("session", session, principal.subject)
+            return (flow, caller, self.session_connector, scopes, tenant, actor, params)
         token = credentials.token
         digest = hashlib.sha256(token.encode()).digest() if token else None
         return (flow, (principal.issuer, principal.subject), digest, scopes, tenant, actor, params)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from .._io import Flow
 from ..errors import TokenStoreUnavailable
-from ..principal import Credentials
+from ..principal import Credentials, Principal
 from ..stores.locks import single_flight
 from ..stores.shared_tokens import SharedToken
 from ..tokens import AccessToken
@@ -66,7 +66,11 @@ def lock_ttl(runtime: ServiceRuntime) -> float:
 
 
 def record_key(
-    runtime: ServiceRuntime, credentials: Credentials, options: CallOptions, flow: str
+    runtime: ServiceRuntime,
+    principal: Principal,
+    credentials: Credentials,
+    options: CallOptions,
+    flow: str,
 ) -> str:
     """The shared record key of a call (ST-06, TX-03, CL-01); needs ``runtime.registry.shared``."""
     registry = runtime.registry
@@ -94,8 +98,13 @@ def record_key(
             ["app", client, endpoint, tenant, settings.audience, settings.resource, scopes,
              param_list]
         )  # fmt: skip
-    token = credentials.token or ""
-    subject = hashlib.sha256(token.encode()).hexdigest()
+    if runtime.subject_of(principal, credentials) == "session":
+        # The session's record key (a digest) and connector: never the token itself.
+        assert principal.session_id is not None
+        session = registry.relay.sessions.record_key(principal.session_id)
+        subject = f"session:{session}:{runtime.session_connector}"
+    else:
+        subject = hashlib.sha256((credentials.token or "").encode()).hexdigest()
     actor = options.actor if options.actor is not None else settings.actor
     client = runtime.client_settings.client_id if runtime.client_settings else ""
     return shared.key_for(

@@ -96,6 +96,16 @@ class ServiceSettings(Section):
     actor: str | None = None
     """For token exchange: the agent (under ``[agents]``) acting for the user."""
     api_key: ApiKeySettings | None = None
+    subject: Literal["bearer", "session", "auto"] = "auto"
+    """For ``token_exchange`` / ``on_behalf_of``: the subject token exchanged. ``bearer``:
+    the caller's verified bearer token; ``session``: the signed-in user's access token at
+    ``subject_connector``; ``auto``: the bearer token when the request carries one, else
+    the session's connector token (docs/services.md)."""
+    subject_connector: str | None = None
+    """The connector whose user token is a session subject (needed when several could apply)."""
+    subject_issuers: list[str] = []
+    """Issuers trusted by the exchange's authorization server besides itself, whose
+    connector tokens may be session subjects (the AS is the ``bearer.issuer``)."""
     subject_token_type: str = "urn:ietf:params:oauth:token-type:access_token"
     requested_token_type: str = "urn:ietf:params:oauth:token-type:access_token"
     token_endpoint_params: dict[str, str] = {}
@@ -145,6 +155,8 @@ class ServiceSettings(Section):
             ("https://", "http://")
         ):
             raise ValueError("token_endpoint: must be an absolute http(s) URL")
+        if self.subject == "session" and self.flow not in ("token_exchange", "on_behalf_of"):
+            raise ValueError("subject: 'session' is only for token_exchange and on_behalf_of")
         if self.flow == "forward" and not self.audience:
             raise ValueError(
                 "audience: required with flow 'forward' (the aud the caller's token must carry)"

@@ -10,6 +10,9 @@
 //                      (the JSON "default_resource", else the first JWT resource): a code
 //                      flow without `resource` gets an RFC 9068 JWT access token for that
 //                      API, which UserInfo refuses, as many certified deployments do.
+//   "token-exchange"   "default" plus a small RFC 8693 token-exchange grant (oidc-provider
+//                      has none built in): the relying party's client may exchange an
+//                      opaque access token it holds for one for a configured resource.
 //
 // The JSON configuration written by tests/interop/conftest.py:
 //   {
@@ -85,7 +88,7 @@ const resources = config.resources ?? {
 const ACCESS_TOKEN_TTL = 300;
 
 const profile = argv.profile ?? process.env.OP_PROFILE ?? config.profile ?? 'default';
-const PROFILES = ['default', 'resource-server'];
+const PROFILES = ['default', 'resource-server', 'token-exchange'];
 if (!PROFILES.includes(profile)) {
   console.error(`server.mjs: unknown profile ${profile} (one of ${PROFILES.join(', ')})`);
   process.exit(2);
@@ -94,6 +97,9 @@ const defaultResourceOf = profile === 'resource-server'
   ? config.default_resource
     ?? Object.keys(resources).find((key) => resources[key].format === 'jwt')
   : undefined;
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = {
@@ -112,7 +118,10 @@ const provider = new Provider(issuer, {
       // relying parties under test bind free ports chosen after this server starts.
       application_type: 'native',
       token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      grant_types: [
+        'authorization_code', 'refresh_token', 'client_credentials',
+        ...(profile === 'token-exchange' ? [TOKEN_EXCHANGE] : []),
+      ],
       response_types: ['code'],
       redirect_uris: rp.redirect_uris,
       post_logout_redirect_uris: rp.post_logout_redirect_uris,
@@ -216,6 +225,63 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+
+// RFC 8693 for the "token-exchange" profile: the subject must be an active (opaque)
+// access token of this provider; the new token is for one configured resource (audience
+// or resource), carries the subject's account, the requested scopes that resource has,
+// and ends no later than the subject token (§2.1, §2.2).
+async function tokenExchange(ctx) {
+  const { client, params } = ctx.oidc;
+  if (!params.subject_token || params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token with an access_token subject_token_type is required');
+  }
+  if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('only access tokens are issued');
+  }
+  const subject = await provider.AccessToken.find(params.subject_token);
+  if (!subject || subject.isExpired) {
+    throw new errors.InvalidGrant('subject_token is not an active access token');
+  }
+  const target = params.audience ?? params.resource;
+  const resource = resources[target];
+  if (!resource) {
+    throw new errors.InvalidTarget();
+  }
+  const offered = new Set(resource.scopes);
+  const scope = (params.scope ?? '').split(' ').filter((s) => offered.has(s)).join(' ');
+  const remaining = subject.exp - Math.floor(Date.now() / 1000);
+  const token = new provider.AccessToken({
+    accountId: subject.accountId,
+    client,
+    grantId: subject.grantId,
+    gty: 'token_exchange',
+    scope: scope || undefined,
+  });
+  token.resourceServer = new provider.ResourceServer(target, {
+    audience: target,
+    scope: resource.scopes.join(' '),
+    accessTokenTTL: Math.max(1, Math.min(ACCESS_TOKEN_TTL, remaining)),
+    accessTokenFormat: resource.format,
+    ...(resource.format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+  });
+  ctx.oidc.entity('AccessToken', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    scope: token.scope || undefined,
+  };
+}
+if (profile === 'token-exchange') {
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    tokenExchange,
+    ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope'],
+    ['audience', 'resource'],
+  );
+}
 
 provider.on('server_error', (_ctx, err) => {
   console.error('oidc-provider server_error:', err);
