@@ -78,20 +78,28 @@ NOTES = {
     "T11": "See 'The warm downstream call (T11)' below and the table of its parts: what "
     "authrelay adds is measured without the network; over loopback the floor itself swings "
     "by more than that between rounds.",
-    "T15": "Not the single-flight (one token call, asserted) but the event loop's queue: "
-    "gather() makes all 1,000 requests ready at once, and the leader's token request "
-    "yields inside httpcore (anyio lock checkpoints) before it is written, so it waits for "
-    "every other request's first step, and for a pass of the ready queue at each further "
-    "checkpoint. Traced on this machine: the token call took 55 ms alone and 251 ms inside "
-    "a storm of 1,000 (59 ms in a storm of 100). Requests that arrive over the network are "
-    "spread in time, so a server sees less of this; fixing it in-process would mean writing "
-    "the token request before the first yield, which httpx does not offer.",
-    "T17": "Profiled in the uvicorn process (cProfile, httptools): per request the bearer "
-    "path spends most in `bearer_token` (checking ~700 characters of b64token syntax) and "
-    "SHA-256 of the token for the cache key, then the cache hit and a per-request "
-    "`Services`; ~5-8 µs without the profiler against ~100-200 µs a request. Both run on "
-    "every request even when the token is cached (a cache keyed by the raw header could "
-    "skip them; that is the identity layer's code, left for its owners).",
+    "T15": "Not the single-flight (one token call, asserted). Traced with gc callbacks and the "
+    "event loop's iterations: the leader's token request yields inside httpcore (anyio "
+    "checkpoints) before it is written, so it goes out only after every other request's "
+    "first step; while 999 requests sit suspended, their objects set off a full "
+    "(generation 2) collection, which took 90-180 ms inside the cold storm and was most "
+    "of the 251 ms the token call seemed to take there (55 ms alone). Whether that "
+    "collection fell inside the cold storm depended on the allocation counts earlier "
+    "work left, hence the 0.78-2.46 spread; each timed part now starts from a collected "
+    "heap. Side by side on this machine (5 rounds each): 3.2-4.4 before, 1.31 and 1.65 "
+    "after; with the collector off during both storms, 1.32. The rest is the cost of "
+    "1,000 interleaved requests against 1,000 run one after another (the same calls, "
+    "each slower under cProfile); httpx offers no way to write the token request before "
+    "its first yield, so the token call cannot overlap the other requests' first steps.",
+    "T17": "Profiled in the uvicorn process (cProfile, httptools, against the bare app sent "
+    "the same bytes): authrelay's share per request is `AuthRelayMiddleware.__call__`, "
+    "the b64token check, SHA-256 of the token (the cache key, IN-05), the cache hit and "
+    "a `Services`, ~5-6 µs without the profiler; the bare server's own work is ~60-80 "
+    "µs of CPU a request, so 0.95 leaves ~3.5 µs. The token is now encoded once for the "
+    "check and the hash, and the Resolution is reused while the verdict is the same "
+    "(lookup 3.3 -> 2.4 µs); an A/B of the server phase did not move T17h (0.86 -> "
+    "0.87). Skipping the check and the hash would need a cache keyed by the raw token, "
+    "which IN-05 forbids.",
     "T17h": "As T17: httptools makes the server's share smaller, so the same µs weigh more.",
 }
 

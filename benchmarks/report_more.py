@@ -296,7 +296,9 @@ def prose(figures: dict[str, Any]) -> list[str]:
         "server. Now: (cold storm wall - the same 1,000 requests warm) / one cold token call "
         "≤ 1.2, i.e. a cold key costs at most 20 % more than the one token call it needs. "
         "Still asserted: exactly one token call. Reported beside it: the waiters' p99 "
-        "against the warm storm's p99.",
+        "against the warm storm's p99. Each timed part (the one call, the cold storm, the "
+        "warm storm) starts after `gc.collect()`, so a full collection left due by earlier "
+        "work no longer lands in one variant only.",
         "- **T03** was anonymous WSGI against a bare WSGI callable (a floor under a "
         "microsecond, where a Python class's `__call__` alone costs 1.4-1.9x). It is now "
         "Flask with authrelay against bare Flask (≤ 1.05); the old ratio stays in the WSGI "

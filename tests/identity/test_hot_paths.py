@@ -191,3 +191,32 @@ def test_se05_cached_session_answer_ends_at_idle_timeout(idp: MiniIdP, clock: Fa
         assert "Max-Age=0" in str(idle.set_cookie)
     finally:
         relay.close()
+
+
+def test_in05_reused_bearer_answer_ends_at_exp_and_needs_the_exact_token(
+    idp: MiniIdP, clock: FakeClock
+) -> None:
+    relay = _relay(idp, clock)
+    try:
+        identity = relay.identity
+        token = idp.mint(sub="alice", exp=int(clock.now) + 120)
+        good = [f"Bearer {token}"]
+        pending = identity.lookup(good, None)
+        assert isinstance(pending, Pending)
+        relay.sync_driver.run(identity.complete(pending))
+        first = identity.fast(good, None)
+        assert first is not None and first.principal.subject == "alice"
+        assert identity.fast(good, None) is first  # the answer is reused
+        assert identity.fast([f"bearer  {token} "], None) is first  # same token, other spelling
+        for near in (token[:-1], token + "A", token[:-1] + ("A" if token[-1] != "A" else "B")):
+            assert identity.fast([f"Bearer {near}"], None) is None  # never by prefix
+        bad = identity.fast([f"Bearer {token[:-1]}\u00e9"], None)
+        assert bad is not None and bad.error is not None and bad.error.error == "invalid_request"
+        clock.advance(121)
+        assert identity.fast(good, None) is None  # past exp: verified again, not reused
+        assert relay.settings.bearer is not None
+        clock.advance(relay.settings.bearer.leeway)
+        expired = relay.sync_driver.run(identity.resolve(good, None))
+        assert isinstance(expired.error, InvalidToken)
+    finally:
+        relay.close()

@@ -13,6 +13,7 @@ cookie is anonymous and the cookie is cleared; oversized headers → 431.
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from ..errors import (
 from ..principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from .cookies import find_cookie
 from .session import CookieState, SessionManager, SessionRecord
-from .tokencache import TokenCache, token_key
+from .tokencache import TokenCache
 
 __all__ = ["ANONYMOUS_RESOLUTION", "IdentityResolver", "Pending", "Resolution"]
 
@@ -38,6 +39,7 @@ _MAX_AUTHORIZATION = 16 * 1024
 _MAX_COOKIE = 32 * 1024
 _SESSION_ANSWERS = 10_000
 _SESSION_ANSWER_TTL = 10.0
+_Verified = tuple[Principal, Credentials]
 
 
 class BearerCheck(Protocol):
@@ -109,9 +111,21 @@ class IdentityResolver:
         self._sessions: TokenCache[tuple[SessionRecord, Resolution]] = TokenCache(
             _SESSION_ANSWERS, clock=sessions.clock
         )
+        # Bearer answers by the token's cache key, reused while the verifier answers with
+        # the same verdict object (it checks the expiry; a new verdict replaces the answer).
+        self._bearers: TokenCache[tuple[_Verified, Resolution]] = TokenCache(
+            _SESSION_ANSWERS, clock=sessions.clock
+        )
 
     def bearer_token(self, authorization: list[str], query_string: bytes) -> str | None:
         """The bearer token, None if there is none; raise for malformed ones (BR-01, BR-03)."""
+        found = self._bearer_token(authorization, query_string)
+        return None if found is None else found[0]
+
+    def _bearer_token(
+        self, authorization: list[str], query_string: bytes
+    ) -> tuple[str, bytes] | None:
+        """:meth:`bearer_token` and its ASCII bytes (checked once, hashed from there)."""
         if not authorization or self.bearer is None:
             return None
         if len(authorization) > 1:
@@ -123,12 +137,16 @@ class IdentityResolver:
         if scheme.lower() != "bearer":
             return None
         token = token.strip(" ")
-        body = token.rstrip("=")  # RFC 6750 §2.1 b64token: 1*(ALPHA / DIGIT / "-" ...) *"="
-        if not body or not body.isascii() or body.encode("ascii").translate(None, _B64TOKEN):
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedCredentials("the bearer token is empty or malformed") from None
+        body = raw.rstrip(b"=")  # RFC 6750 §2.1 b64token: 1*(ALPHA / DIGIT / "-" ...) *"="
+        if not body or body.translate(None, _B64TOKEN):
             raise MalformedCredentials("the bearer token is empty or malformed")
         if b"access_token=" in query_string:
             raise MalformedCredentials("a token in both the header and the query")
-        return token
+        return token, raw
 
     def fast(
         self, authorization: list[str], cookie: str | None, query_string: bytes = b""
@@ -144,17 +162,28 @@ class IdentityResolver:
         if not authorization and cookie is None:
             return _ANONYMOUS
         try:
-            token = self.bearer_token(authorization, query_string)
-            if token is not None:
+            found = self._bearer_token(authorization, query_string)
+            if found is not None:
                 assert self.bearer is not None
-                key = token_key(token)
+                token = found[0]
+                key = hashlib.sha256(found[1]).digest()  # token_key(token), encoded once
                 hit = self.bearer.cached(token, key=key)
-                return Pending(token, key) if hit is None else Resolution(hit[0], hit[1])
+                if hit is None:
+                    return Pending(token, key)
+                return self._bearer_resolution(key, hit)
         except AuthRelayError as exc:
             return Resolution(error=exc)
         if cookie is None:
             return _ANONYMOUS
         return self._fast_session(cookie)
+
+    def _bearer_resolution(self, key: bytes, hit: _Verified) -> Resolution:
+        answer = self._bearers.entries.get(key)
+        if answer is not None and answer[1][0] is hit:
+            return answer[1][1]
+        resolution = Resolution(hit[0], hit[1])
+        self._bearers.put(key, self.sessions.clock() + _SESSION_ANSWER_TTL, (hit, resolution))
+        return resolution
 
     def _session_value(self, cookie: str) -> str | None:
         if len(cookie) > _MAX_COOKIE:
