@@ -105,6 +105,7 @@ class Pages:
     def prepare(self, page: Page) -> None:
         """Fill the namespace (in the page's directory, where relative paths land)."""
         import flask
+        from starlette.applications import Starlette
 
         settings = Settings.from_toml(page.directory / "authrelay.toml")
         relay = Relay(settings)
@@ -117,6 +118,8 @@ class Pages:
             os=os,
             Settings=Settings,
             settings=settings,
+            relay=relay,
+            app=Starlette(),
             idp=self.idp,
             middleware=AuthRelayMiddleware(empty_app, relay=relay),
             flask_app=flask.Flask(__name__),

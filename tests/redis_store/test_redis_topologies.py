@@ -317,8 +317,8 @@ def test_replica_acks_wait_for_the_replica_and_say_when_it_is_missing(
 def test_replica_acks_are_refused_where_nothing_can_wait() -> None:
     from authrelay.settings import StoreSettings
 
-    with pytest.raises(ValueError, match="replica_acks needs"):
+    with pytest.raises(ValueError, match="replica_acks: needs"):
         StoreSettings(url="redis+cluster://n1:7000", replica_acks=1)
-    with pytest.raises(ValueError, match="replica_acks needs"):
+    with pytest.raises(ValueError, match="replica_acks: needs"):
         StoreSettings(url="sqlite:///x.db", replica_acks=1)
     assert StoreSettings(url="redis+sentinel://s1/m", replica_acks=1).replica_acks == 1
