@@ -131,6 +131,9 @@ def test_tr01_plain_http_endpoint_in_metadata_is_503(
         "/relative/jwks",
         "https://idp.example/jw ks",
         "https://idp.example/\r\njwks",
+        "https://idp.example/\x7fjwks",
+        "https://idp.example/\uff0fauthorize",
+        "https://id\u03c1.example/authorize",
         "",
     ],
 )

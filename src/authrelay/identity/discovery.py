@@ -80,8 +80,10 @@ def check_endpoint_url(url: str, http: HttpSettings) -> str:
     """
     if not isinstance(url, str) or not url:
         raise UnsafeEndpoint("endpoint URL is missing or not a string")
-    if any(ch in url for ch in "\r\n\t ") or any(ord(ch) < 0x20 for ch in url):
+    if any(ch in url for ch in "\r\n\t ") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise UnsafeEndpoint("endpoint URL contains whitespace or control characters")
+    if not url.isascii():  # RFC 3986: percent-encoded paths, punycode hosts
+        raise UnsafeEndpoint(f"endpoint URL {url!r} is not ASCII (RFC 3986)")
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError):
