@@ -64,6 +64,7 @@ def _relay(url: str, store: str = "memory://", clock: Any = None, **events: Any)
         {
             "secret_keys": [KEY],
             "public_base_url": "http://127.0.0.1:1",
+            "http": {"allow_insecure_loopback": True},
             "store": {"url": store, "timeout": 5.0},
             "events": {"url": url, "secret": SECRET, **events},
             "connectors": {

@@ -218,6 +218,7 @@ def _relay(**extra: Any) -> Relay:
         {
             "dev_mode": True,
             "public_base_url": "http://127.0.0.1:1",
+            "http": {"allow_insecure_loopback": True},
             "connectors": {
                 "idp": {
                     "standard": "oauth2",
