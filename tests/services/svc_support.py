@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,19 +14,6 @@ from authrelay.testing.provider import IdentityProvider
 APP_SECRET = "app-secret-canary-9f2c1e"
 AGENT_SECRET = "agent-secret-canary-77ab"
 API_KEY = "api-key-canary-5d1e0f"
-
-
-class Clock:
-    """A clock the test moves by hand (relay side)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Downstream:
