@@ -7,8 +7,12 @@ A *flow* is a generator that yields effects and receives their results:
   flow as :class:`TransportFailure`, so retry policy lives in the protocol code;
 - :class:`StoreOp`   → the driver calls that method of the store (async or sync view);
 - :class:`Sleep`     → the driver waits (``anyio.sleep`` / ``time.sleep``);
-- :class:`Call`      → the driver calls an application hook (``on_sign_in``...), awaiting
-  its result under ASGI when the hook is a coroutine function;
+- :class:`Hook`      → the driver calls an application hook (``on_sign_in``...): under
+  ASGI a coroutine function is awaited and a plain function runs in a worker thread
+  (never on the event loop); under WSGI a plain function runs inline, an async one is
+  refused;
+- :class:`Spawn`     → the driver runs a follow-up flow after the response, bounded and
+  stopped at shutdown (:mod:`authrelay._spawn`);
 - :class:`Shared`    → single-flight: the driver runs ``Shared.flow()`` once per key at a
   time; concurrent flows yielding the same key wait and receive the same result or
   error (asyncio tasks under ASGI, threads under WSGI).
@@ -34,15 +38,18 @@ import anyio
 import httpx
 
 from . import _deadline
+from ._spawn import AsyncSpawner, Cancelled, SyncSpawner
 
 __all__ = [
     "AsyncDriver",
     "Call",
     "Effect",
     "Flow",
+    "Hook",
     "ResponseTooLarge",
     "Shared",
     "Sleep",
+    "Spawn",
     "StoreOp",
     "SyncDriver",
     "TransportFailure",
@@ -69,11 +76,31 @@ class StoreOp:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """Call ``function(*args)``: an application hook, sync or (under ASGI only) async."""
+class Hook:
+    """Call ``function(*args)``: an application hook, sync or (under ASGI only) async.
+
+    Under ASGI a plain function runs in a worker thread, so a hook that blocks (a
+    database lookup in ``on_sign_in``) never holds up the event loop.
+    """
 
     function: Callable[..., Any]
     args: tuple[Any, ...] = ()
+
+
+Call = Hook
+"""The former name of :class:`Hook`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Run the flow ``factory()`` after the current response, on the same driver.
+
+    The effect answers True when the follow-up was started or queued, False when it
+    was dropped (backlog full, driver closed): see :mod:`authrelay._spawn`.
+    """
+
+    name: str
+    factory: Callable[[], Flow[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +111,7 @@ class Shared:
     flow: Callable[[], Flow[Any]]
 
 
-Effect: TypeAlias = "httpx.Request | StoreOp | Sleep | Shared | Call"
+Effect: TypeAlias = "httpx.Request | StoreOp | Sleep | Shared | Hook | Spawn"
 Flow: TypeAlias = Generator[Effect, Any, T]
 
 
@@ -181,7 +208,7 @@ class _SyncCall:
 class AsyncDriver:
     """Runs flows with an ``httpx.AsyncClient`` and an async store view (ASGI)."""
 
-    __slots__ = ("_inflight", "client", "metrics", "store", "store_label")
+    __slots__ = ("_inflight", "_spawner", "client", "metrics", "store", "store_label")
 
     def __init__(
         self, client: httpx.AsyncClient, store: Any = None, *, metrics: Any = None,
@@ -192,6 +219,19 @@ class AsyncDriver:
         self.metrics = metrics
         self.store_label = store_label
         self._inflight: dict[Hashable, _AsyncCall] = {}
+        self._spawner: AsyncSpawner | None = None
+
+    @property
+    def spawner(self) -> AsyncSpawner:
+        """The follow-ups started with :class:`Spawn` (created on first use)."""
+        if self._spawner is None:
+            self._spawner = AsyncSpawner(self)
+        return self._spawner
+
+    async def aclose(self) -> None:
+        """Cancel the follow-ups and wait for them; the HTTP client stays open."""
+        if self._spawner is not None:
+            await self._spawner.aclose()
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to completion and return its value."""
@@ -226,9 +266,15 @@ class AsyncDriver:
                 _store_observed(self.metrics, self.store_label, effect.name, started, failed)
         if isinstance(effect, Shared):
             return await self._shared(effect)
-        if isinstance(effect, Call):
-            result = effect.function(*effect.args)
+        if isinstance(effect, Hook):
+            function = effect.function
+            if inspect.iscoroutinefunction(function):
+                return await function(*effect.args)
+            # a plain function (or an object whose __call__ returns an awaitable)
+            result = await anyio.to_thread.run_sync(function, *effect.args)
             return await result if inspect.isawaitable(result) else result
+        if isinstance(effect, Spawn):
+            return self.spawner.spawn(effect.name, effect.factory)
         await anyio.sleep(effect.seconds)
         return None
 
@@ -285,7 +331,7 @@ class AsyncDriver:
 class SyncDriver:
     """Runs flows with an ``httpx.Client`` and a sync store (WSGI, any number of threads)."""
 
-    __slots__ = ("_inflight", "_lock", "client", "metrics", "store", "store_label")
+    __slots__ = ("_inflight", "_lock", "_spawner", "client", "metrics", "store", "store_label")
 
     def __init__(
         self, client: httpx.Client, store: Any = None, *, metrics: Any = None,
@@ -297,12 +343,26 @@ class SyncDriver:
         self.store_label = store_label
         self._inflight: dict[Hashable, _SyncCall] = {}
         self._lock = threading.Lock()
+        self._spawner: SyncSpawner | None = None
         # a blocking socket cannot be cancelled: bound each socket operation instead (TR-03)
         for transport in (
             getattr(client, "_transport", None),
             *getattr(client, "_mounts", {}).values(),  # proxies from the environment
         ):
             _deadline.bound(transport)
+
+    @property
+    def spawner(self) -> SyncSpawner:
+        """The follow-ups started with :class:`Spawn` (created on first use)."""
+        with self._lock:
+            if self._spawner is None:
+                self._spawner = SyncSpawner(self)
+            return self._spawner
+
+    def close(self) -> None:
+        """Stop the follow-ups (their waits end at once); the HTTP client stays open."""
+        if self._spawner is not None:
+            self._spawner.close()
 
     def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to completion and return its value."""
@@ -335,7 +395,7 @@ class SyncDriver:
                 _store_observed(self.metrics, self.store_label, effect.name, started, failed)
         if isinstance(effect, Shared):
             return self._shared(effect)
-        if isinstance(effect, Call):
+        if isinstance(effect, Hook):
             result = effect.function(*effect.args)
             if inspect.isawaitable(result):
                 close = getattr(result, "close", None)
@@ -346,7 +406,13 @@ class SyncDriver:
                     "under WSGI hooks must be plain functions"
                 )
             return result
-        time.sleep(effect.seconds)
+        if isinstance(effect, Spawn):
+            return self.spawner.spawn(effect.name, effect.factory)
+        spawner = self._spawner
+        if spawner is None:
+            time.sleep(effect.seconds)
+        elif spawner.stopping.wait(effect.seconds):
+            raise Cancelled("the driver is closed")
         return None
 
     def _shared(self, effect: Shared) -> Any:

@@ -217,6 +217,8 @@ class Relay:
         connectors = getattr(self, "connectors", None)
         if connectors is not None:
             await connectors.maintenance.astop()
+        if self._async_driver is not None:
+            await self._async_driver.aclose()  # follow-ups (revocation retries...)
         await self.services.aclose()
         if self._async_driver is not None:
             await self._async_driver.client.aclose()
@@ -227,6 +229,8 @@ class Relay:
         connectors = getattr(self, "connectors", None)
         if connectors is not None:
             connectors.maintenance.stop()
+        if self._sync_driver is not None:
+            self._sync_driver.close()
         self.services.close()
         if self._sync_driver is not None:
             self._sync_driver.client.close()

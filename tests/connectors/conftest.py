@@ -1,4 +1,4 @@
-"""Fixtures for connector tests: the test provider on loopback, both shells, a clock."""
+"""Fixtures for connector tests (``idp`` and ``shell`` come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from connector_helpers import Timed, run_app
 
-from authrelay.testing import IdentityProvider, serve_identity_provider
-
-
-@pytest.fixture
-def idp(identity_provider_server: IdentityProvider) -> IdentityProvider:
-    """The test provider on loopback."""
-    return identity_provider_server
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def shell(request: pytest.FixtureRequest) -> str:
-    """Both shells."""
-    return str(request.param)
+from authrelay.testing import FakeClock, IdentityProvider, serve_identity_provider
 
 
 @pytest.fixture
 def signed_in(make_identity_provider: Callable[..., IdentityProvider]) -> Iterator[Timed]:
-    """Alice signed in over real HTTP, on a clock the test moves (``timed.now[0] += …``)."""
-    now = [1_700_000_000.0]
-    idp = make_identity_provider(issuer=None, clock=lambda: now[0])
-    with serve_identity_provider(idp), run_app(idp, clock=lambda: now[0]) as app:
+    """Alice signed in over real HTTP, on a clock the test moves (``timed.clock.advance(…)``)."""
+    clock = FakeClock(1_700_000_000.0)
+    idp = make_identity_provider(issuer=None, clock=clock)
+    with serve_identity_provider(idp), run_app(idp, clock=clock) as app:
         app.login()
-        yield Timed(idp, now, app)
+        yield Timed(idp, clock, app)

@@ -15,7 +15,7 @@ import httpx
 
 from asgi_lifespan import answer_lifespan
 from authrelay import AuthRelayMiddleware, Relay, Settings
-from authrelay.testing import IdentityProvider, free_port, serve_asgi
+from authrelay.testing import FakeClock, IdentityProvider, free_port, serve_asgi
 from authrelay.testing.servers import serve_wsgi
 
 KEY = "connector-tests-secret-key-000000"
@@ -102,10 +102,10 @@ class Running:
 
 @dataclass
 class Timed:
-    """Alice signed in to the app; provider and app share the clock ``now[0]``."""
+    """Alice signed in to the app; provider and app share the clock ``clock``."""
 
     idp: IdentityProvider
-    now: list[float]
+    clock: FakeClock
     app: Running
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from connector_helpers import Running, jwt_payload, query_of, run_app
 
-from authrelay.testing import IdentityProvider, free_port, serve_asgi
+from authrelay.testing import FakeClock, IdentityProvider, free_port, serve_asgi
 
 Rewrite = Callable[[IdentityProvider, dict[str, Any]], dict[str, Any]]
 
@@ -66,10 +66,10 @@ def test_ac04_replayed_state(idp: IdentityProvider) -> None:
 
 
 def test_ac04_expired_state(idp: IdentityProvider) -> None:
-    now = [1_000_000.0]
-    with run_app(idp, clock=lambda: now[0]) as app:
+    clock = FakeClock(1_000_000.0)
+    with run_app(idp, clock=clock) as app:
         callback = app.authorize()
-        now[0] += 601
+        clock.advance(601)
         response = app.client.get(callback)
         assert callback_error(response) == "invalid_state"
     assert idp.counters.count(endpoint="token") == 0

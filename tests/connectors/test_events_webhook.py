@@ -26,7 +26,7 @@ from authrelay.connectors.webhook import (
     sign,
     verify_signature,
 )
-from authrelay.testing import serve_asgi
+from authrelay.testing import FakeClock, serve_asgi
 
 SECRET = "webhook-test-secret-0123456789"
 KEY = "events-tests-secret-key-000000000"
@@ -87,8 +87,8 @@ def _emit(relay: Relay, kind: Any = "rotated") -> None:
 
 
 def test_fails_twice_then_delivers_signed_with_one_delivery_id(receiver: Receiver) -> None:
-    now = [1_700_000_000.0]
-    relay = _relay(receiver.url, clock=lambda: now[0], backoff="10s")
+    clock = FakeClock(1_700_000_000.0)
+    relay = _relay(receiver.url, clock=clock, backoff="10s")
     queue = relay.connectors.events.webhook
     assert queue is not None
     sender = SyncDriver(httpx.Client(), relay.backend)
@@ -97,12 +97,12 @@ def test_fails_twice_then_delivers_signed_with_one_delivery_id(receiver: Receive
         assert sender.run(queue.deliver_due()) == 0  # 500
         assert sender.run(queue.deliver_due()) == 0  # not due again yet: no request
         assert len(receiver.got) == 1
-        now[0] += 10
+        clock.advance(10)
         assert sender.run(queue.deliver_due()) == 0  # 500
-        now[0] += 19
+        clock.advance(19)
         assert sender.run(queue.deliver_due()) == 0  # the backoff doubled
         assert len(receiver.got) == 2
-        now[0] += 1
+        clock.advance(1)
         assert sender.run(queue.deliver_due()) == 1
         assert sender.run(queue.pending()) == 0
     finally:
@@ -111,10 +111,10 @@ def test_fails_twice_then_delivers_signed_with_one_delivery_id(receiver: Receive
     assert [status for _, _, status in receiver.got] == [500, 500, 204]
     assert len({headers[DELIVERY_HEADER.lower()] for headers, _, _ in receiver.got}) == 1
     headers, body, _ = receiver.got[-1]
-    assert verify_signature(SECRET.encode(), headers[SIGNATURE_HEADER.lower()], body, now=now[0])
+    assert verify_signature(SECRET.encode(), headers[SIGNATURE_HEADER.lower()], body, now=clock())
     assert not verify_signature(b"another-secret-000000", headers[SIGNATURE_HEADER.lower()], body)
     assert not verify_signature(
-        SECRET.encode(), headers[SIGNATURE_HEADER.lower()], body + b" ", now=now[0]
+        SECRET.encode(), headers[SIGNATURE_HEADER.lower()], body + b" ", now=clock()
     )
     event = json.loads(body)
     assert event["type"] == headers[EVENT_HEADER.lower()] == "rotated"
@@ -139,8 +139,8 @@ def test_dead_letter_after_max_attempts_is_logged_and_kept(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     receiver.fail = 100
-    now = [1_700_000_000.0]
-    relay = _relay(receiver.url, clock=lambda: now[0], max_attempts=2, backoff="1s")
+    clock = FakeClock(1_700_000_000.0)
+    relay = _relay(receiver.url, clock=clock, max_attempts=2, backoff="1s")
     queue = relay.connectors.events.webhook
     assert queue is not None
     sender = SyncDriver(httpx.Client(), relay.backend)
@@ -148,9 +148,9 @@ def test_dead_letter_after_max_attempts_is_logged_and_kept(
         _emit(relay, "refresh_failed")
         with caplog.at_level(logging.WARNING, "authrelay.connectors.webhook"):
             sender.run(queue.deliver_due())
-            now[0] += 1
+            clock.advance(1)
             sender.run(queue.deliver_due())
-            now[0] += 1000
+            clock.advance(1000)
             sender.run(queue.deliver_due())
         dead = sender.run(queue.dead_letters())
         assert sender.run(queue.pending()) == 0

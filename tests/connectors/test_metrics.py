@@ -9,7 +9,7 @@ import pytest
 from connector_helpers import Running, run_app
 
 from authrelay import Principal, ReauthorizationRequired
-from authrelay.testing import IdentityProvider, serve_identity_provider
+from authrelay.testing import FakeClock, IdentityProvider, serve_identity_provider
 
 ALICE = Principal(subject="idp|alice", kind="session", connector="idp")
 
@@ -31,11 +31,11 @@ def refresh(app: Running) -> str:
 def test_connector_counters_are_served_by_stats_without_subjects_or_tokens(
     make_identity_provider: Callable[..., IdentityProvider], shell: str
 ) -> None:
-    now = [1_700_000_000.0]
-    idp = make_identity_provider(issuer=None, clock=lambda: now[0])
+    clock = FakeClock(1_700_000_000.0)
+    idp = make_identity_provider(issuer=None, clock=clock)
     with (
         serve_identity_provider(idp),
-        run_app(idp, wsgi=shell == "wsgi", clock=lambda: now[0], routes={"stats": True}) as app,
+        run_app(idp, wsgi=shell == "wsgi", clock=clock, routes={"stats": True}) as app,
     ):
         callback = app.authorize()
         assert app.client.get(callback).status_code == 303

@@ -17,7 +17,7 @@ from connector_helpers import app_settings, jwt_payload, refresh_count, run_app
 from joserfc.jwk import ECKey, RSAKey
 
 from authrelay import ConfigurationError, Principal, Relay
-from authrelay.testing import IdentityProvider, OAuthClient, serve_identity_provider
+from authrelay.testing import FakeClock, IdentityProvider, OAuthClient, serve_identity_provider
 
 ALICE = Principal(subject="idp|alice", kind="session", connector="idp")
 CALLBACKS = ("http://127.0.0.1/auth/idp/callback",)
@@ -59,15 +59,15 @@ def test_ac11_sign_in_refresh_and_revocation_with_private_key_jwt(
     make_identity_provider: Callable[..., IdentityProvider], shell: str
 ) -> None:
     key = RSAKey.generate_key(2048, {"kid": "connector-key"})
-    now = [1_700_000_000.0]
-    idp = _provider(make_identity_provider, key.as_dict(private=False), clock=lambda: now[0])
+    clock = FakeClock(1_700_000_000.0)
+    idp = _provider(make_identity_provider, key.as_dict(private=False), clock=clock)
     pem = key.as_pem(private=True).decode()
     with (
         serve_identity_provider(idp),
         run_app(
             idp,
             wsgi=shell == "wsgi",
-            clock=lambda: now[0],
+            clock=clock,
             connector=_connector(pem, private_key_id="connector-key"),
         ) as app,
     ):
@@ -76,7 +76,7 @@ def test_ac11_sign_in_refresh_and_revocation_with_private_key_jwt(
         assert app.me()["subject"] == "idp|alice"
         tokens = app.relay.connectors.tokens
         first = app.relay.sync_driver.run(tokens.user_token(ALICE, "idp", (), force_refresh=False))
-        now[0] += 250  # inside the refresh margin: the next use refreshes
+        clock.advance(250)  # inside the refresh margin: the next use refreshes
         second = app.relay.sync_driver.run(tokens.user_token(ALICE, "idp", (), force_refresh=False))
         assert second.value != first.value
         assert refresh_count(idp, 1) == 1

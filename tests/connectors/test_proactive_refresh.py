@@ -17,7 +17,7 @@ from connector_helpers import Running, echo_app, refresh_count, run_app
 
 from authrelay import AuthRelayMiddleware, Principal, Relay, Settings
 from authrelay.connectors.events import TokenEvent
-from authrelay.testing import IdentityProvider, serve_asgi, serve_identity_provider
+from authrelay.testing import FakeClock, IdentityProvider, serve_asgi, serve_identity_provider
 
 USER = "idp|alice"
 ALICE = Principal(subject=USER, kind="session", connector="idp")
@@ -26,7 +26,7 @@ ALICE = Principal(subject=USER, kind="session", connector="idp")
 @dataclass
 class Setup:
     idp: IdentityProvider
-    now: list[float]
+    clock: FakeClock
     app: Running
     events: list[TokenEvent]
 
@@ -60,18 +60,18 @@ def make_setup(
     stack: list[Any] = []
 
     def build(**connector: Any) -> Setup:
-        now = [1_700_000_000.0]
-        idp = make_identity_provider(issuer=None, clock=lambda: now[0])
+        clock = FakeClock(1_700_000_000.0)
+        idp = make_identity_provider(issuer=None, clock=clock)
         serving = serve_identity_provider(idp)
         serving.__enter__()
         stack.append(serving)
-        running = run_app(idp, clock=lambda: now[0], connector=connector)
+        running = run_app(idp, clock=clock, connector=connector)
         app = running.__enter__()
         stack.append(running)
         events: list[TokenEvent] = []
         app.relay.connectors.set_token_event_hook(events.append)
         app.login()
-        return Setup(idp, now, app, events)
+        return Setup(idp, clock, app, events)
 
     yield build
     for context in reversed(stack):
@@ -84,9 +84,9 @@ def test_refresh_ahead_refreshes_a_due_token_once_and_reindexes_it(
     setup = make_setup(refresh_ahead="2m")
     before = setup.record()
     assert setup.due() == []  # 300 s token: due 120 s before expiry
-    setup.now[0] += 179
+    setup.clock.advance(179)
     assert setup.due() == []
-    setup.now[0] += 2
+    setup.clock.advance(2)
     due = setup.due()
     assert len(due) == 1
     assert setup.refresh_one(*due[0]) == "refreshed"
@@ -97,7 +97,7 @@ def test_refresh_ahead_refreshes_a_due_token_once_and_reindexes_it(
     assert setup.idp.refresh_token_state(before.refresh_token) == "rotated"
     assert setup.refresh_one(*due[0]) == "gone"  # a second worker with the same entry
     assert setup.due() == []
-    setup.now[0] += 181  # the new token is due in its turn
+    setup.clock.advance(181)  # the new token is due in its turn
     assert len(setup.due()) == 1
     assert refresh_count(setup.idp, 1) == 1
     events = setup.hooked(1)
@@ -110,9 +110,9 @@ def test_refresh_ahead_longer_than_the_lifetime_waits_for_half_of_it(
     make_setup: Callable[..., Setup],
 ) -> None:
     setup = make_setup(refresh_ahead="1h")
-    setup.now[0] += 149
+    setup.clock.advance(149)
     assert setup.due() == []
-    setup.now[0] += 2
+    setup.clock.advance(2)
     assert len(setup.due()) == 1
 
 
@@ -120,11 +120,11 @@ def test_a_request_refresh_leaves_a_stale_entry_that_costs_no_refresh(
     make_setup: Callable[..., Setup],
 ) -> None:
     setup = make_setup(refresh_ahead="2m")
-    setup.now[0] += 100
+    setup.clock.advance(100)
     tokens = setup.app.relay.connectors.tokens
     setup.app.relay.sync_driver.run(tokens.user_token(ALICE, "idp", (), force_refresh=True))
     assert refresh_count(setup.idp, 1) == 1
-    setup.now[0] += 85  # the first entry's time; the record's is later now
+    setup.clock.advance(85)  # the first entry's time; the record's is later now
     due = setup.due()
     assert len(due) == 1
     assert setup.refresh_one(*due[0]) == "stale"
@@ -135,9 +135,9 @@ def test_a_request_refresh_leaves_a_stale_entry_that_costs_no_refresh(
 def test_keep_alive_refreshes_an_idle_refresh_token(make_setup: Callable[..., Setup]) -> None:
     # The provider's refresh tokens die after a day; the access token after 5 minutes.
     setup = make_setup(keep_alive=True, keep_alive_after="1h")
-    setup.now[0] += 3599
+    setup.clock.advance(3599)
     assert setup.due() == []
-    setup.now[0] += 2
+    setup.clock.advance(2)
     due = setup.due()
     assert len(due) == 1
     assert setup.refresh_one(*due[0]) == "refreshed"
@@ -150,12 +150,12 @@ def test_invalid_grant_fires_reauthorization_required_and_drops_the_entry(
 ) -> None:
     setup = make_setup(refresh_ahead="2m")
     setup.idp.faults.add("token", error="invalid_grant", grant_type="refresh_token")
-    setup.now[0] += 200
+    setup.clock.advance(200)
     due = setup.due()
     assert setup.refresh_one(*due[0]) == "reauthorization_required"
     assert setup.record().status == "expired"
     assert setup.due() == []
-    setup.now[0] += 10_000
+    setup.clock.advance(10_000)
     assert setup.due() == []
     events = setup.hooked(1)
     assert [(e.kind, e.reason) for e in events] == [("reauthorization_required", "invalid_grant")]
@@ -166,10 +166,10 @@ def test_a_failed_refresh_fires_refresh_failed_and_is_retried_after_a_backoff(
 ) -> None:
     setup = make_setup(refresh_ahead="2m")
     setup.idp.faults.add("token", status=500, grant_type="refresh_token")
-    setup.now[0] += 200
+    setup.clock.advance(200)
     assert setup.refresh_one(*setup.due()[0]) == "failed"
     assert setup.due() == []  # not hammered by the next pass
-    setup.now[0] += 61
+    setup.clock.advance(61)
     due = setup.due()
     assert len(due) == 1
     assert setup.refresh_one(*due[0]) == "refreshed"
@@ -182,7 +182,7 @@ def test_a_failed_refresh_fires_refresh_failed_and_is_retried_after_a_backoff(
 def test_events_carry_no_token_material(make_setup: Callable[..., Setup]) -> None:
     setup = make_setup(refresh_ahead="2m")
     before = setup.record()
-    setup.now[0] += 200
+    setup.clock.advance(200)
     setup.refresh_one(*setup.due()[0])
     after = setup.record()
     event = setup.hooked(1)[0]

@@ -16,6 +16,7 @@ from connector_helpers import app_settings
 
 from authrelay import Relay
 from authrelay.connectors import RecordRefused, TargetImmutable, export_logto, import_logto
+from authrelay.testing import FakeClock
 from authrelay.wsgi import AuthRelayWSGIMiddleware
 
 BASE = "https://app.example"
@@ -93,16 +94,16 @@ def test_settings_stay_the_base_under_a_record(db: str, relays: list[Relay]) -> 
 def test_a_change_on_one_worker_is_seen_by_another_on_sqlite_within_the_interval(
     db: str, relays: list[Relay]
 ) -> None:
-    now = [1_700_000_000.0]
-    one, two = _relay(db, clock=lambda: now[0]), _relay(db, clock=lambda: now[0])
+    clock = FakeClock(1_700_000_000.0)
+    one, two = _relay(db, clock=clock), _relay(db, clock=clock)
     relays.extend([one, two])
     assert _listed(two)[0]["logo"] == LISTED_LOGO
     one.sync_driver.run(one.connectors.update("idp", metadata={"logo": "https://cdn.example/b"}))
     assert _listed(two)[0]["logo"] == LISTED_LOGO  # trusted for admin.refresh_interval (5 s)
-    now[0] += 5
+    clock.advance(5)
     assert _listed(two)[0]["logo"] == "https://cdn.example/b"
     one.sync_driver.run(one.connectors.update("idp", enabled=False))
-    now[0] += 5
+    clock.advance(5)
     assert _listed(two) == []
 
 
@@ -111,9 +112,9 @@ def test_a_change_on_one_worker_is_heard_by_another_on_redis(relays: list[Relay]
     from authrelay._crypto import random_token
 
     store = {"url": "redis://127.0.0.1:6379/0", "key_prefix": f"t-{random_token(6)}:"}
-    now = [1_700_000_000.0]  # never moves: only invalidation can tell ``two``
-    one = Relay(app_settings(ISSUER, BASE, store=store), clock=lambda: now[0])
-    two = Relay(app_settings(ISSUER, BASE, store=store), clock=lambda: now[0])
+    clock = FakeClock(1_700_000_000.0)  # never moves: only invalidation can tell ``two``
+    one = Relay(app_settings(ISSUER, BASE, store=store), clock=clock)
+    two = Relay(app_settings(ISSUER, BASE, store=store), clock=clock)
     relays.extend([one, two])
     assert _listed(one)[0]["logo"] == LISTED_LOGO and _listed(two)[0]["logo"] == LISTED_LOGO
     assert two.backend.hub.connected.wait(10)  # type: ignore[attr-defined]

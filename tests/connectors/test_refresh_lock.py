@@ -14,6 +14,7 @@ from authrelay.connectors.usertokens import LOCK_MARGIN, lock_ttl
 from authrelay.responses import error_response
 from authrelay.settings import HttpSettings
 from authrelay.stores.locks import acquire_lock
+from authrelay.testing import FakeClock
 from authrelay.tokens import AccessToken
 
 ALICE = Principal(subject="idp|alice", kind="session", connector="idp")
@@ -22,14 +23,14 @@ ALICE = Principal(subject="idp|alice", kind="session", connector="idp")
 class FastForward(SyncDriver):
     """The WSGI driver, except that a ``Sleep`` moves the injected clock instead of waiting."""
 
-    def __init__(self, app: Running, now: list[float]) -> None:
+    def __init__(self, app: Running, clock: FakeClock) -> None:
         super().__init__(httpx.Client(timeout=10), app.relay.backend)
-        self.now = now
+        self.clock = clock
         self.slept = 0.0
 
     def _perform(self, effect: Effect) -> Any:
         if isinstance(effect, Sleep):
-            self.now[0] += effect.seconds
+            self.clock.advance(effect.seconds)
             self.slept += effect.seconds
             return None
         return super()._perform(effect)
@@ -54,11 +55,11 @@ def test_rt02_lock_outlives_the_token_timeout_and_waiters_outwait_the_lock() -> 
 
 
 def test_rt02_dead_lock_holder_costs_one_wait_then_one_refresh(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
     ttl = app.relay.connectors.tokens.lock_ttl
-    now[0] += 290  # the access token is due for refresh
+    clock.advance(290)  # the access token is due for refresh
     _take_lock_and_vanish(app, ttl)
-    driver = FastForward(app, now)
+    driver = FastForward(app, clock)
     try:
         token = _token(driver, app)
     finally:
@@ -69,10 +70,10 @@ def test_rt02_dead_lock_holder_costs_one_wait_then_one_refresh(signed_in: Timed)
 
 
 def test_rt02_lock_held_past_the_wait_budget_is_a_503_with_retry_after(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
-    now[0] += 290
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
+    clock.advance(290)
     _take_lock_and_vanish(app, 100 * app.relay.connectors.tokens.lock_ttl)
-    driver = FastForward(app, now)
+    driver = FastForward(app, clock)
     try:
         with pytest.raises(TokenStoreUnavailable) as info:
             _token(driver, app)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from connector_helpers import SIGN_INS, app_user_id, async_app_user_id, run_app
 
@@ -137,3 +139,30 @@ def test_identities_of_one_target_link_to_the_same_user(
             assert me["subject"] == "user-alice"
             assert me["connector"] == "idp"
     assert SIGN_INS == [("alice", "idp-native")]
+
+
+def test_a_blocking_sync_hook_does_not_hold_up_the_event_loop(idp: IdentityProvider) -> None:
+    """Under ASGI a plain ``on_sign_in`` runs in a worker thread (the ``Hook`` effect)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_lookup(profile: Profile, connector: str) -> str:
+        entered.set()
+        release.wait(15)  # a slow database, released by the test below
+        return f"slow-{profile.sub}"
+
+    with run_app(idp, on_sign_in=slow_lookup) as app:
+        outcome: list[httpx.Response] = []
+        login = threading.Thread(target=lambda: outcome.append(app.login("/after")))
+        login.start()
+        try:
+            assert entered.wait(10)
+            with httpx.Client(timeout=10) as other:  # another user, while the hook blocks
+                answer = other.get(f"{app.base}/auth/me")
+            assert answer.status_code == 200
+            assert answer.json()["authenticated"] is False
+            assert not release.is_set()  # it completed while the hook was still waiting
+        finally:
+            release.set()
+            login.join(15)
+        assert outcome[0].status_code == 303, outcome[0].text
+        assert app.me()["subject"] == "slow-alice"

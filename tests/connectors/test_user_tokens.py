@@ -31,12 +31,12 @@ def stored_refresh_token(app: Running) -> str | None:
 
 
 def test_rt01_refresh_before_expiry_rotates_and_persists(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
     first = token(app)
     assert refresh_count(idp, 0) == 0
     old_rt = stored_refresh_token(app)
     assert old_rt is not None
-    now[0] += 250  # within the 60 s margin of the 300 s lifetime
+    clock.advance(250)  # within the 60 s margin of the 300 s lifetime
     second = token(app)
     assert second.value != first.value
     assert refresh_count(idp, 1) == 1
@@ -49,8 +49,8 @@ def test_rt01_refresh_before_expiry_rotates_and_persists(signed_in: Timed) -> No
 
 
 def test_rt02_concurrent_refreshes_are_single_flight(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
-    now[0] += 280
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
+    clock.advance(280)
     results: list[str] = []
     errors: list[BaseException] = []
 
@@ -72,8 +72,8 @@ def test_rt02_concurrent_refreshes_are_single_flight(signed_in: Timed) -> None:
 
 
 def test_rt03_invalid_grant_marks_the_link_expired_and_keeps_the_session(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
-    now[0] += 290
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
+    clock.advance(290)
     idp.faults.add("token", error="invalid_grant", grant_type="refresh_token")
     with pytest.raises(ReauthorizationRequired) as info:
         token(app)
@@ -88,9 +88,9 @@ def test_rt03_invalid_grant_marks_the_link_expired_and_keeps_the_session(signed_
 
 
 def test_rt06_invalid_client_never_deletes_user_tokens(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
     rt = stored_refresh_token(app)
-    now[0] += 290
+    clock.advance(290)
     idp.faults.add("token", error="invalid_client", grant_type="refresh_token")
     with pytest.raises(UpstreamError) as info:
         token(app)
@@ -99,8 +99,8 @@ def test_rt06_invalid_client_never_deletes_user_tokens(signed_in: Timed) -> None
 
 
 def test_rt04_no_retry_after_500_one_retry_after_503(signed_in: Timed) -> None:
-    idp, now, app = signed_in.idp, signed_in.now, signed_in.app
-    now[0] += 290
+    idp, clock, app = signed_in.idp, signed_in.clock, signed_in.app
+    clock.advance(290)
     idp.faults.add("token", status=500, grant_type="refresh_token")
     with pytest.raises(UpstreamError):
         token(app)

@@ -212,8 +212,8 @@ def test_tr03_sync_driver_deadline_covers_a_drip_fed_answer(drip_from: int) -> N
             thread.join(5)
 
 
-def test_call_effect_runs_sync_hooks_in_both_drivers_and_async_hooks_under_asgi() -> None:
-    from authrelay._io import Call
+def test_hook_effect_runs_sync_hooks_in_both_drivers_and_async_hooks_under_asgi() -> None:
+    from authrelay._io import Hook
 
     def sync_hook(name: str) -> str:
         return f"user-{name}"
@@ -222,7 +222,7 @@ def test_call_effect_runs_sync_hooks_in_both_drivers_and_async_hooks_under_asgi(
         return f"async-{name}"
 
     def flow(hook: object) -> Flow[str]:
-        value = yield Call(hook, ("alice",))  # type: ignore[arg-type]
+        value = yield Hook(hook, ("alice",))  # type: ignore[arg-type]
         return value  # type: ignore[no-any-return]
 
     sync = SyncDriver(httpx.Client())

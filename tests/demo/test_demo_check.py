@@ -20,6 +20,7 @@ from authrelay.demo import Demo, DemoPorts, demo_main
 from authrelay.demo.check import sign_in_at_provider
 from authrelay.demo.providers import ACCESS_TOKEN_TTL, DEMO_USERS, NOTES
 from authrelay.demo.runner import DEFAULT_CONFIG
+from authrelay.testing import FakeClock
 
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ANY_PORTS = ["--app-port", "0", "--idp-port", "0", "--codehost-port", "0", "--notes-port", "0"]
@@ -193,18 +194,8 @@ def test_status_and_stats_need_no_sign_in_and_show_no_tokens(demo: Demo) -> None
     assert httpx.get(demo.app_url + "/auth/stats").status_code == 200
 
 
-class FakeClock:
-    """The relay's clock, moved by the test (providers and APIs keep real time)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_token_is_cached_then_refreshed_once_when_due() -> None:
-    clock = FakeClock()
+    clock = FakeClock(time.time())
     alice = DEMO_USERS[0]
     with (
         Demo(ports=DemoPorts(0, 0, 0, 0), clock=clock) as demo,

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authrelay._io import SyncDriver
+from authrelay.testing import FakeClock
 from authrelay.testing.servers import serve_asgi
 
 AUDIENCE = "api://orders"
@@ -35,19 +36,6 @@ _RSA_1 = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})
 _EC_1 = ECKey.generate_key("P-256", parameters={"kid": "ec-1"})
 CLIENT_ID = "orders-api"
 CLIENT_SECRET = "s3cr:et%+ x"
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def b64(data: bytes) -> str:

@@ -17,7 +17,7 @@ def server() -> Iterator[tuple[str, Dispatcher]]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture

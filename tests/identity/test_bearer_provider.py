@@ -18,24 +18,16 @@ from authrelay._io import AsyncDriver, SyncDriver
 from authrelay.errors import IdentityProviderUnavailable, InsufficientScope, InvalidToken
 from authrelay.identity.bearer import BearerVerifier
 from authrelay.settings import ClientSettings, Settings
-from authrelay.testing import IdentityProvider
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from authrelay.testing import FakeClock, IdentityProvider
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
-def idp(make_identity_provider: Any, clock: Clock) -> Iterator[IdentityProvider]:
+def idp(make_identity_provider: Any, clock: FakeClock) -> Iterator[IdentityProvider]:
     from authrelay.testing import serve_identity_provider
 
     provider: IdentityProvider = make_identity_provider(issuer=None, clock=clock)
@@ -64,7 +56,7 @@ def settings_for(issuer: str, **bearer: Any) -> Settings:
 
 
 @pytest.fixture
-def verifier(idp: IdentityProvider, clock: Clock) -> BearerVerifier:
+def verifier(idp: IdentityProvider, clock: FakeClock) -> BearerVerifier:
     return BearerVerifier(settings_for(idp.issuer), clock=clock)
 
 
@@ -83,7 +75,7 @@ def test_access_token_from_provider_accepted(
 
 
 def test_jw13_rotation_one_refetch_and_forged_kids_rate_limited(
-    idp: IdentityProvider, verifier: BearerVerifier, driver: SyncDriver, clock: Clock
+    idp: IdentityProvider, verifier: BearerVerifier, driver: SyncDriver, clock: FakeClock
 ) -> None:
     driver.run(verifier.verify(idp.mint_access_token()))
     clock.now += 31
@@ -137,7 +129,7 @@ def test_jw06_wrong_audience_from_provider_rejected(
 
 
 def test_required_scope_from_provider(
-    idp: IdentityProvider, clock: Clock, driver: SyncDriver
+    idp: IdentityProvider, clock: FakeClock, driver: SyncDriver
 ) -> None:
     verifier = BearerVerifier(
         settings_for(idp.issuer, required_scopes=["orders.write"]), clock=clock
@@ -193,7 +185,7 @@ def test_in04_introspection_faults_are_503(
 
 
 def test_in04_wrong_client_secret_is_503(
-    idp: IdentityProvider, clock: Clock, driver: SyncDriver, caplog: pytest.LogCaptureFixture
+    idp: IdentityProvider, clock: FakeClock, driver: SyncDriver, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings_for(idp.issuer).model_copy(
         update={"client": ClientSettings(client_id="test-client", client_secret=SecretStr("wrong"))}
@@ -214,7 +206,7 @@ def test_provider_endpoint_down_is_503(
     assert caught.value.retry_after is not None
 
 
-def test_in_process_async_driver(make_identity_provider: Any, clock: Clock) -> None:
+def test_in_process_async_driver(make_identity_provider: Any, clock: FakeClock) -> None:
     idp: IdentityProvider = make_identity_provider(clock=clock)  # issuer https://idp.test
     settings = Settings(
         dev_mode=True,

@@ -26,23 +26,14 @@ from authrelay.stores.locks import (
 from authrelay.stores.memory import MemoryBackend
 from authrelay.stores.redis import RedisBackend
 from authrelay.stores.sqlite import SQLiteBackend
+from authrelay.testing import FakeClock
 
 pytestmark = pytest.mark.redis
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
-class Clock:
-    """Time that only moves when a flow sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def drive(flow: Flow[Any], backend: Backend, clock: Clock | None = None) -> Any:
+def drive(flow: Flow[Any], backend: Backend, clock: FakeClock | None = None) -> Any:
     """Run a flow against a backend; ``Sleep`` advances ``clock`` instead of waiting."""
     value: Any = None
     error: BaseException | None = None
@@ -68,7 +59,7 @@ def any_backend(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     backend: RedisBackend,
-    clock: Clock,
+    clock: FakeClock,
     prefix: str,
 ) -> Iterator[Backend]:
     if request.param == "memory":
@@ -87,8 +78,8 @@ def any_backend(
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1_000_000.0)
 
 
 def test_rt02_lock_is_exclusive_and_fenced(any_backend: Backend, prefix: str) -> None:
@@ -105,7 +96,9 @@ def test_rt02_lock_is_exclusive_and_fenced(any_backend: Backend, prefix: str) ->
     assert drive(release_lock(second), any_backend) is True
 
 
-def test_rt02_expired_lock_is_free_again(any_backend: Backend, prefix: str, clock: Clock) -> None:
+def test_rt02_expired_lock_is_free_again(
+    any_backend: Backend, prefix: str, clock: FakeClock
+) -> None:
     key = prefix + "lock:ttl"
     holder = drive(acquire_lock(key, 0.2), any_backend)
     assert holder is not None
@@ -120,7 +113,7 @@ def test_rt02_expired_lock_is_free_again(any_backend: Backend, prefix: str, cloc
 
 
 def test_wait_for_change_sees_a_write_and_is_bounded(
-    any_backend: Backend, prefix: str, clock: Clock
+    any_backend: Backend, prefix: str, clock: FakeClock
 ) -> None:
     key = prefix + "data"
     version = any_backend.put(key, b"v1")
@@ -172,7 +165,7 @@ def test_single_flight_releases_the_lock_when_produce_fails(
     assert any_backend.get(lock) is None
 
 
-def test_single_flight_wait_is_bounded(any_backend: Backend, prefix: str, clock: Clock) -> None:
+def test_single_flight_wait_is_bounded(any_backend: Backend, prefix: str, clock: FakeClock) -> None:
     lock = prefix + "lock:held"
     assert drive(acquire_lock(lock, 3600), any_backend) is not None
 

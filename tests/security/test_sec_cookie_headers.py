@@ -10,7 +10,7 @@ import httpx
 from sec_helpers import base_settings, oidc_connector, serve_app
 
 from authrelay import Settings
-from authrelay.testing import IdentityProvider
+from authrelay.testing import FakeClock, IdentityProvider
 
 
 def _session_cookies(response: httpx.Response) -> list[str]:
@@ -28,7 +28,7 @@ def _assert_uncacheable(response: httpx.Response, what: str) -> None:
 def test_se08_set_and_cleared_session_cookies_are_never_cacheable(
     idp: IdentityProvider, shell: str
 ) -> None:
-    now = [time.time()]
+    clock = FakeClock(time.time())
 
     def settings(base: str) -> Settings:
         return base_settings(
@@ -37,13 +37,13 @@ def test_se08_set_and_cleared_session_cookies_are_never_cacheable(
             session={"dev_insecure_cookies": True, "renew_after": 60},
         )
 
-    with serve_app(settings, shell=shell, clock=lambda: now[0]) as app:
+    with serve_app(settings, shell=shell, clock=clock) as app:
         callback = app.login()
         assert callback.status_code == 303
         _assert_uncacheable(callback, "login callback")
 
         # Renewal: the rolling idle window moves on a plain app request.
-        now[0] += 61
+        clock.advance(61)
         renewed = app.get("/page")
         assert renewed.json()["subject"] is not None
         _assert_uncacheable(renewed, "renewal")

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from authrelay import Settings
 from authrelay._crypto import random_token
 from authrelay.principal import Credentials
-from authrelay.testing import IdentityProvider, serve_asgi, serve_identity_provider
+from authrelay.testing import FakeClock, IdentityProvider, serve_asgi, serve_identity_provider
 from authrelay.testing.models import (
     GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS,
@@ -290,13 +290,13 @@ def test_inv1_no_secret_leaks_anywhere_in_a_full_session(
     api, api_url = downstream
     shell, store = setup
     caplog.set_level(logging.DEBUG)
-    now = [time.time()]
+    clock = FakeClock(time.time())
     caller = idp.mint_access_token(
         sub="alice", audience="api://app", scope="app.use", client_id="caller", expires_in=3600
     )
     api_client, api_seen = browser()
     with (
-        serve_app(_settings(idp.issuer, api_url, store), shell=shell, clock=lambda: now[0]) as app,
+        serve_app(_settings(idp.issuer, api_url, store), shell=shell, clock=clock) as app,
         api_client,
     ):
         assert app.login(next="/home").status_code == 303
@@ -310,7 +310,7 @@ def test_inv1_no_secret_leaks_anywhere_in_a_full_session(
             answer = api_client.get(f"{app.base}/call/{service}/data", headers=bearer).json()
             assert answer.get("status") == 200, (service, answer)
         refreshes = sum(1 for _, body, _, _ in tap.exchanges if b"grant_type=refresh" in body)
-        now[0] += 250  # the connector token is due: the next call refreshes it
+        clock.advance(250)  # the connector token is due: the next call refreshes it
         assert app.get("/call/mine/data").json()["status"] == 200
         assert (
             sum(1 for _, body, _, _ in tap.exchanges if b"grant_type=refresh" in body)

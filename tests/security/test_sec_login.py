@@ -18,7 +18,7 @@ from sec_helpers import (
 )
 
 from authrelay import Settings
-from authrelay.testing import IdentityProvider
+from authrelay.testing import FakeClock, IdentityProvider
 
 CODE_GRANT = "authorization_code"
 
@@ -50,8 +50,8 @@ def test_ac03_verifier_never_reaches_the_browser(idp: IdentityProvider, shell: s
 
 
 def test_ac06_state_record_holds_the_transaction(idp: IdentityProvider) -> None:
-    clock_now = [1_800_000_000.0]
-    with serve_app(_one_connector(idp), clock=lambda: clock_now[0]) as app:
+    clock = FakeClock(1_800_000_000.0)
+    with serve_app(_one_connector(idp), clock=clock) as app:
         location = app.start_login(next="/after")
         params = query_of(location)
         store, driver = app.relay.connectors.store, app.relay.sync_driver
@@ -63,7 +63,7 @@ def test_ac06_state_record_holds_the_transaction(idp: IdentityProvider) -> None:
         assert tx.nonce == params["nonce"]
         assert len(tx.code_verifier) >= 43 and tx.code_verifier not in location
         assert tx.next == "/after"
-        assert tx.created_at == clock_now[0]
+        assert tx.created_at == clock()
         # The record is secret material: none of it shows in its repr.
         assert tx.code_verifier not in repr(tx) and tx.nonce not in repr(tx)
 

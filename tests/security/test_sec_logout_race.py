@@ -19,7 +19,7 @@ from authrelay._io import SyncDriver
 from authrelay.settings import Settings
 from authrelay.stores import open_backends
 from authrelay.stores.tokens import StoredTokens, TokenStore
-from authrelay.testing import IdentityProvider
+from authrelay.testing import FakeClock, IdentityProvider
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REFRESH = b"grant_type=refresh_token"
@@ -53,7 +53,7 @@ def test_st10_refresh_finishing_after_logout_does_not_resurrect_tokens(
     idp: IdentityProvider, store_url: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="authrelay")
-    now = [time.time()]
+    clock = FakeClock(time.time())
     recorder = Recorder()
     logged_out: list[httpx.Response] = []
     holder: list[App] = []
@@ -71,7 +71,7 @@ def test_st10_refresh_finishing_after_logout_does_not_resurrect_tokens(
     def settings(base: str) -> Settings:
         return base_settings(base, {"idp": oidc_connector(idp.issuer)}, store=store_url)
 
-    with serve_app(settings, clock=lambda: now[0], recorder=recorder) as app:
+    with serve_app(settings, clock=clock, recorder=recorder) as app:
         holder.append(app)
         assert app.login().status_code == 303
         subject = app.me()["subject"]
@@ -79,7 +79,7 @@ def test_st10_refresh_finishing_after_logout_does_not_resurrect_tokens(
         assert before is not None and before.refresh_token is not None
         principal = Principal(subject=subject, kind="session", connector="idp")
         source = app.relay.connectors.tokens
-        now[0] += 250  # inside the refresh margin of the 300 s token
+        clock.advance(250)  # inside the refresh margin of the 300 s token
         in_flight = app.relay.sync_driver.run(
             source.user_token(principal, "idp", (), force_refresh=False)
         )

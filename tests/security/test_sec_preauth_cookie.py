@@ -17,7 +17,7 @@ from sec_helpers import App, base_settings, oidc_connector, serve_app
 
 from authrelay import Settings
 from authrelay.connectors.preauth import MAX_PENDING
-from authrelay.testing import IdentityProvider
+from authrelay.testing import FakeClock, IdentityProvider
 
 _VISIBLE = "".join(c for c in string.printable[:94] if c not in ';,"\\')
 
@@ -60,15 +60,15 @@ def test_ac04_eleven_tabs_keep_one_bounded_cookie_and_ten_of_them_work(
 
 
 def test_ac04_precise_errors_stay_with_the_shared_cookie(idp: IdentityProvider, shell: str) -> None:
-    now = [time.time()]
-    with serve_app(_settings(idp), shell=shell, clock=lambda: now[0]) as app:
+    clock = FakeClock(time.time())
+    with serve_app(_settings(idp), shell=shell, clock=clock) as app:
         mine = app.authorize()
         with httpx.Client() as other_browser:
             assert "not started in this browser" in _description(other_browser.get(mine))
         unknown = mine.replace("state=", "state=unknown")
         assert "unknown, expired or already used" in _description(app.client.get(unknown))
         late = app.authorize()
-        now[0] += 601
+        clock.advance(601)
         expired = _description(app.client.get(late))  # the store let it expire first
         assert "expired" in expired and "not started" not in expired
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,13 +15,13 @@ from svc_support import (
     COPILOT_ID,
     GRACE_OID,
     SCOUT_ID,
-    Clock,
     Downstream,
     service_table,
 )
 
 from authrelay import Settings
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.models import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_JWT_BEARER,
@@ -103,10 +104,10 @@ def downstream_url(downstream_server: tuple[Downstream, str]) -> str:
 @pytest.fixture
 def make_relay(
     idp: IdentityProvider, downstream_url: str
-) -> Iterator[Callable[..., tuple[Relay, Clock]]]:
+) -> Iterator[Callable[..., tuple[Relay, FakeClock]]]:
     relays: list[Relay] = []
 
-    def make(**overrides: Any) -> tuple[Relay, Clock]:
+    def make(**overrides: Any) -> tuple[Relay, FakeClock]:
         services = service_table(downstream_url)
         for name, changes in overrides.pop("services", {}).items():
             services[name] = {**services.get(name, {}), **changes}
@@ -136,7 +137,7 @@ def make_relay(
             "http": {"allow_insecure_loopback": True},
         }
         data.update(overrides)
-        clock = Clock()
+        clock = FakeClock(time.time())
         relay = Relay(Settings.model_validate(data), clock=clock)
         relays.append(relay)
         return relay, clock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,19 +21,6 @@ ADA_UPN = "ada@contoso.example"
 SCOUT_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 """Another agent identity of the same blueprint, with its own agent user."""
 GRACE_OID = "7b6a5f4e-3d2c-4b1a-8f9e-8d7c6b5a4f3e"
-
-
-class Clock:
-    """A clock the test moves by hand (relay side)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Downstream:

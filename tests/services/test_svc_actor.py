@@ -12,14 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from svc_support import Clock, Downstream, caller_token
+from svc_support import Downstream, caller_token
 
 from authrelay import ConfigurationError
 from authrelay.principal import Credentials, Principal
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 def _caller(idp: IdentityProvider, sub: str) -> tuple[Principal, Credentials]:

@@ -17,17 +17,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Clock, Downstream, caller_token
+from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Downstream, caller_token
 
 from authrelay import AuthRelayMiddleware, ConfigurationError
 from authrelay.errors import UpstreamError
 from authrelay.principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 from authrelay.testing.servers import serve_asgi, serve_wsgi
 from authrelay.wsgi import AuthRelayWSGIMiddleware
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 USER_FIC = "user_fic"
 GRACE_UPN = "grace@contoso.example"  # scout's agent user, not copilot's
 

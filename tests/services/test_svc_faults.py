@@ -9,13 +9,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 from svc_apps import serve
-from svc_support import AGENT_SECRET, API_KEY, APP_SECRET, Clock, Downstream, caller_token
+from svc_support import AGENT_SECRET, API_KEY, APP_SECRET, Downstream, caller_token
 
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 from authrelay.testing.servers import free_port
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 

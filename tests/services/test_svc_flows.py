@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import pytest
 from svc_apps import serve
-from svc_support import API_KEY, Clock, Downstream, caller_token
+from svc_support import API_KEY, Downstream, caller_token
 
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 
 pytestmark = pytest.mark.parametrize("shell", ["asgi", "wsgi"])
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 def _get(url: str, token: str | None = None) -> httpx.Response:

@@ -8,14 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from svc_support import API_KEY, Clock, Downstream
+from svc_support import API_KEY, Downstream
 
 from authrelay.errors import DownstreamClientError, DownstreamServerError, UnknownService
 from authrelay.principal import ANONYMOUS, NO_CREDENTIALS
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 def _other_origin(url: str) -> str:

@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import pytest
 from svc_apps import serve
-from svc_support import Clock, Downstream, caller_token
+from svc_support import Downstream, caller_token
 
 from authrelay.errors import ReauthorizationRequired, UpstreamError
 from authrelay.principal import Credentials, Principal
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 ANONYMOUS = Principal()
 
 

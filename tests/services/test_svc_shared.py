@@ -6,19 +6,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from svc_support import Clock, caller_token
+from svc_support import caller_token
 
 from authrelay.errors import TokenStoreUnavailable
 from authrelay.principal import Credentials, Principal
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 KEY = "shared-service-tests-secret-key-000"
 CC = "client_credentials"
 
 
-def _sqlite(make_relay: MakeRelay, tmp_path: Path) -> tuple[Relay, Clock]:
+def _sqlite(make_relay: MakeRelay, tmp_path: Path) -> tuple[Relay, FakeClock]:
     return make_relay(secret_keys=[KEY], store={"url": f"sqlite:///{tmp_path / 'authrelay.db'}"})
 
 

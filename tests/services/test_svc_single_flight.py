@@ -10,12 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from svc_apps import asgi_app, serve
-from svc_support import Clock, Downstream, caller_token
+from svc_support import Downstream, caller_token
 
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 

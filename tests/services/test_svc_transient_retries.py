@@ -18,10 +18,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from svc_support import Clock
 
 from authrelay.principal import ANONYMOUS, NO_CREDENTIALS
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.servers import serve_asgi
 
 
@@ -56,7 +56,9 @@ def flaky(flaky_server: tuple[Flaky, str]) -> Flaky:
 
 
 @pytest.fixture
-def relay(make_relay: Callable[..., tuple[Relay, Clock]], flaky_server: tuple[Flaky, str]) -> Relay:
+def relay(
+    make_relay: Callable[..., tuple[Relay, FakeClock]], flaky_server: tuple[Flaky, str]
+) -> Relay:
     changes = {"base_url": flaky_server[1], "retry_idempotent": True}
     return make_relay(services={"billing": changes, "keyed": changes})[0]
 
@@ -120,7 +122,7 @@ def test_a_retry_after_beyond_the_limit_returns_the_answer(relay: Relay, flaky: 
 
 
 def test_off_by_default(
-    make_relay: Callable[..., tuple[Relay, Clock]],
+    make_relay: Callable[..., tuple[Relay, FakeClock]],
     flaky_server: tuple[Flaky, str],
     flaky: Flaky,
 ) -> None:

@@ -7,17 +7,18 @@ from collections.abc import Callable
 
 import pytest
 from joserfc.jwk import RSAKey
-from svc_support import Clock, Downstream, caller_token
+from svc_support import Downstream, caller_token
 
 from authrelay import Settings
 from authrelay.errors import ConfigurationError
 from authrelay.principal import ANONYMOUS, NO_CREDENTIALS
 from authrelay.relay import Relay
+from authrelay.testing import FakeClock
 from authrelay.testing.models import GRANT_CLIENT_CREDENTIALS, OAuthClient, Resource
 from authrelay.testing.provider import IdentityProvider, serve_identity_provider
 from authrelay.tokens import TokenResponse
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 def test_tx04_exchanged_token_never_outlives_the_subject_token(make_relay: MakeRelay) -> None:

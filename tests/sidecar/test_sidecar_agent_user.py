@@ -11,14 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Clock, Downstream, caller_token
+from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Downstream, caller_token
 
 from authrelay.relay import Relay
 from authrelay.sidecar import create_sidecar_app
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 from authrelay.testing.servers import serve_asgi
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 @pytest.fixture

@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from svc_support import APP_SECRET, Clock, Downstream, caller_token
+from svc_support import APP_SECRET, Downstream, caller_token
 
 from authrelay.relay import Relay
 from authrelay.sidecar import create_sidecar_app, sidecar_main
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 from authrelay.testing.servers import free_port, serve_asgi
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 

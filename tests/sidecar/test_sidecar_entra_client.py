@@ -16,16 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
-from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Clock, Downstream, caller_token
+from svc_support import ADA_OID, ADA_UPN, COPILOT_ID, Downstream, caller_token
 
 from authrelay import ConfigurationError, Settings
 from authrelay.principal import NO_CREDENTIALS, Principal
 from authrelay.relay import Relay
 from authrelay.sidecar import create_sidecar_app
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 from authrelay.testing.servers import serve_asgi
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 class EntraSidecarClient:

@@ -11,15 +11,16 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from svc_support import APP_SECRET, Clock, caller_token
+from svc_support import APP_SECRET, caller_token
 
 from authrelay import prometheus_metrics
 from authrelay.relay import Relay
 from authrelay.sidecar import create_sidecar_app
+from authrelay.testing import FakeClock
 from authrelay.testing.provider import IdentityProvider
 from authrelay.testing.servers import free_port, serve_asgi, serve_wsgi
 
-MakeRelay = Callable[..., tuple[Relay, Clock]]
+MakeRelay = Callable[..., tuple[Relay, FakeClock]]
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -16,6 +16,7 @@ from authrelay.settings import StoreSettings
 from authrelay.stores import open_backends
 from authrelay.stores.sqlite import SCHEMA_VERSION, AsyncSQLiteBackend, SQLiteBackend
 from authrelay.stores.tokens import StoredTokens, TokenStore
+from authrelay.testing import FakeClock
 
 KEY = b"s" * 32
 
@@ -38,12 +39,12 @@ def test_put_get_versions_and_cas(tmp_path: Path) -> None:
 
 
 def test_ttl_uses_the_injected_clock(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = SQLiteBackend(tmp_path / "t.db", clock=lambda: now[0])
+    clock = FakeClock(1000.0)
+    store = SQLiteBackend(tmp_path / "t.db", clock=clock)
     store.put("a:1", b"x", ttl=10)
     store.put("a:2", b"y")
     assert sorted(store.keys("a:")) == ["a:1", "a:2"]
-    now[0] += 11
+    clock.advance(11)
     assert store.get("a:1") is None
     assert store.keys("a:") == ["a:2"]
     store.close()

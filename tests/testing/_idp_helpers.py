@@ -10,19 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 
-class Clock:
-    """A settable clock for the provider."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(32)
     digest = hashlib.sha256(verifier.encode()).digest()

@@ -6,14 +6,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from _idp_helpers import Clock
 
-from authrelay.testing import IdentityProvider
+from authrelay.testing import FakeClock, IdentityProvider
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from _idp_helpers import Clock, code_flow
+from _idp_helpers import code_flow
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from authrelay.testing import IdentityProvider, OAuthClient
+from authrelay.testing import FakeClock, IdentityProvider, OAuthClient
 
 BASIC = ("test-client", "test-secret")
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -50,7 +50,7 @@ def test_refresh_rotates_and_reuse_revokes_family(
 
 
 def test_refresh_reuse_within_grace_is_accepted(
-    make_identity_provider: Callable[..., IdentityProvider], clock: Clock
+    make_identity_provider: Callable[..., IdentityProvider], clock: FakeClock
 ) -> None:
     idp = make_identity_provider(clock=clock, refresh_reuse_grace=5.0)
     with httpx.Client(transport=idp.sync_transport(), base_url=idp.issuer) as client:
@@ -63,7 +63,7 @@ def test_refresh_reuse_within_grace_is_accepted(
 
 
 def test_refresh_token_expires(
-    make_identity_provider: Callable[..., IdentityProvider], clock: Clock
+    make_identity_provider: Callable[..., IdentityProvider], clock: FakeClock
 ) -> None:
     idp = make_identity_provider(clock=clock, refresh_token_ttl=100)
     with httpx.Client(transport=idp.sync_transport(), base_url=idp.issuer) as client:

@@ -10,11 +10,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from _idp_helpers import CALLBACK, Clock, authorize, code_flow, pkce_pair, query_of
+from _idp_helpers import CALLBACK, authorize, code_flow, pkce_pair, query_of
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from authrelay.testing import IdentityProvider, OAuthClient
+from authrelay.testing import FakeClock, IdentityProvider, OAuthClient
 
 BASIC = ("test-client", "test-secret")
 
@@ -73,7 +73,7 @@ def test_second_redemption_fails_and_revokes_first_tokens(
 
 
 def test_code_expires(
-    make_identity_provider: Callable[..., IdentityProvider], clock: Clock
+    make_identity_provider: Callable[..., IdentityProvider], clock: FakeClock
 ) -> None:
     idp = make_identity_provider(clock=clock, code_ttl=60)
     with httpx.Client(transport=idp.sync_transport(), base_url=idp.issuer) as client:

@@ -11,20 +11,13 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from authrelay.settings import ClientSettings
+from authrelay.testing import FakeClock
 from authrelay.tokens import AccessToken, ClientAuthenticator, TokenCache
 from authrelay.tokens.cache import use_until
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_st07_entries_end_a_margin_before_expiry_and_never_after() -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     cache = TokenCache(10, 1 << 20, clock=clock)
     cache.put("k", AccessToken("t", clock.now + 300), "Bearer t", 60)
     assert cache.header("k") == "Bearer t"
@@ -37,7 +30,7 @@ def test_st07_entries_end_a_margin_before_expiry_and_never_after() -> None:
 
 
 def test_st07_bounded_by_entries_and_bytes() -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     cache = TokenCache(3, 1 << 20, clock=clock)
     for i in range(5):
         cache.put(i, AccessToken(f"t{i}", clock.now + 300), f"Bearer t{i}", 60)
@@ -50,7 +43,7 @@ def test_st07_bounded_by_entries_and_bytes() -> None:
 
 
 def test_expired_entries_are_evicted_first() -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     cache = TokenCache(2, 1 << 20, clock=clock)
     cache.put("old", AccessToken("a", clock.now + 10), "Bearer a", 0)
     cache.put("keep", AccessToken("b", clock.now + 1000), "Bearer b", 0)
@@ -60,7 +53,7 @@ def test_expired_entries_are_evicted_first() -> None:
 
 
 def test_discard_only_the_refused_token() -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     cache = TokenCache(10, 1 << 20, clock=clock)
     cache.put("k", AccessToken("new", clock.now + 300), "Bearer new", 60)
     cache.discard("k", "Bearer old")
@@ -70,7 +63,7 @@ def test_discard_only_the_refused_token() -> None:
 
 
 def test_negative_cache_window() -> None:
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     cache = TokenCache(10, 1 << 20, clock=clock)
     error = RuntimeError("down")
     cache.fail("k", error, 2.0)
@@ -114,7 +107,7 @@ def test_client_secret_post() -> None:
 def test_ac11_private_key_jwt_assertion(as_jwk: bool) -> None:
     key = RSAKey.generate_key(2048, {"kid": "k1"})
     private = json.dumps(key.as_dict(private=True)) if as_jwk else key.as_pem(private=True).decode()
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     auth = ClientAuthenticator(
         ClientSettings(
             client_id="app",

@@ -17,6 +17,7 @@ from authrelay.errors import (
     UpstreamTimeout,
 )
 from authrelay.settings import ClientSettings
+from authrelay.testing import run_flow
 from authrelay.tokens import (
     NEVER,
     SAFE,
@@ -58,24 +59,19 @@ def _run(
     queue: Iterator[Outcome] = iter(outcomes)
     requests: list[httpx.Request] = []
     sleeps: list[float] = []
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.throw(error) if error is not None else flow.send(value)
-        except StopIteration as stop:
-            return stop.value, requests, sleeps
-        value, error = None, None
+
+    def respond(effect: Any) -> httpx.Response | None:
         if isinstance(effect, Sleep):
             sleeps.append(effect.seconds)
-            continue
+            return None
         assert isinstance(effect, httpx.Request)
         requests.append(effect)
         outcome = next(queue)
         if isinstance(outcome, BaseException):
-            error = outcome
-        else:
-            value = outcome
+            raise outcome  # thrown into the flow, as the driver does
+        return outcome
+
+    return run_flow(flow, respond), requests, sleeps
 
 
 OK = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300}

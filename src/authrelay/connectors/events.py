@@ -10,17 +10,13 @@ store before the flow goes on, see :mod:`.webhook`).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import anyio
-
 from .._crypto import random_token
-from .._io import Call, Flow
+from .._io import Flow, Hook, Spawn
 from ..errors import TokenStoreUnavailable
 
 if TYPE_CHECKING:
@@ -118,41 +114,30 @@ class TokenEvents:
             except TokenStoreUnavailable:
                 logger.error("event_enqueue_failed type=%s connector=%s", kind, connector)
             else:
-                yield Call(self.wake)
+                self.wake()  # sets an event: safe on the loop and in any thread
         if self.hook is not None:
-            background = self.registry.background
-            yield Call(background.start, ("token-event", lambda: self._run_hook(event)))
+            yield Spawn("token-event", lambda: self._run_hook(event))
 
     def _run_hook(self, event: TokenEvent) -> Flow[None]:
+        hook = self.hook
+        if hook is None:
+            return
         try:
-            yield Call(self.call_hook, (event,))
+            yield Hook(hook, (event,))
         except Exception as exc:
+            if isinstance(exc, TypeError) and "under WSGI" in str(exc):
+                logger.error(
+                    "on_token_event_async_under_wsgi: the hook is a coroutine function, which "
+                    "only the ASGI middleware can await; give the WSGI middleware a plain "
+                    "function"
+                )
+                return
             logger.error(
                 "on_token_event_failed type=%s connector=%s error=%s",
                 event.kind,
                 event.connector,
                 type(exc).__name__,
             )
-
-    def call_hook(self, event: TokenEvent) -> Any:
-        """Call the hook as the running mode wants: awaited or in a worker thread under
-        ASGI (the result is an awaitable the async driver awaits), directly under WSGI."""
-        hook = self.hook
-        if hook is None:
-            return None
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            if inspect.iscoroutinefunction(hook):
-                logger.error(
-                    "on_token_event_async_under_wsgi: the hook is a coroutine function, which "
-                    "only the ASGI middleware can await; give the WSGI middleware a plain function"
-                )
-                return None
-            return hook(event)
-        if inspect.iscoroutinefunction(hook):
-            return hook(event)
-        return anyio.to_thread.run_sync(hook, event)  # never on the event loop
 
 
 def _nothing() -> None:

@@ -80,6 +80,11 @@ class PinnedTokens:
             self._writers.add(key)
         return True
 
+    def writer_dropped(self, user: str, connector: str) -> None:
+        """The writer :meth:`pin` asked for was not started; the next pin starts one."""
+        with self._lock:
+            self._writers.discard((user, connector))
+
     def persist_later(self, user: str, connector: Connector) -> Flow[None]:
         """Write the pinned set with backoff until it is persisted or dropped (ST-09)."""
         key = (user, connector.name)

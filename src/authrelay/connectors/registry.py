@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._crypto import KeyRing, b64url_encode, random_token
-from .._io import Call, Flow
+from .._io import Flow, Hook
 from ..errors import AuthRelayError, ConfigurationError, TokenStoreUnavailable
 from ..settings import ConnectorSettings
 from ..settings.urls import url_problem
@@ -150,7 +150,7 @@ class ConnectorRegistry:
         if hook is None:
             return f"{connector.target}|{profile.sub}"
         try:
-            user = yield Call(hook, (profile, connector.name))
+            user = yield Hook(hook, (profile, connector.name))
         except AuthRelayError:
             raise
         except TypeError as exc:

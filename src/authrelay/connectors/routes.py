@@ -284,9 +284,7 @@ class ConnectorRoutes:
             for connector, record in revoked:
                 later.extend((yield from self._revoke_all(connector, record)))
             if later:  # RV-02: retried after the response, never before it
-                yield _io.Call(
-                    self.registry.background.start, ("revocation", lambda: self.revoke_later(later))
-                )
+                yield _io.Spawn("revocation", lambda: self.revoke_later(later))
             session_connector = self.registry.get(principal.connector or "")
             if session_connector is not None:  # RP-initiated logout, see .rplogout
                 hint = session.id_token if session is not None else None

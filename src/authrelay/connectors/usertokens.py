@@ -38,7 +38,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .._io import Call, Flow, Shared
+from .._io import Flow, Shared, Spawn
 from ..errors import (
     AuthRelayError,
     CallbackError,
@@ -295,10 +295,11 @@ class ConnectorTokenSource:
             # ST-09: the provider spent the old refresh token; keep the new set and write
             # it after the response, while this request goes on with it.
             if self.pins.pin(user, updated, base=record.refresh_token):
-                yield Call(
-                    self.registry.background.start,
-                    ("persist-tokens", lambda: self.pins.persist_later(user, connector)),
+                started = yield Spawn(
+                    "persist-tokens", lambda: self.pins.persist_later(user, connector)
                 )
+                if not started:  # dropped: the next pin may start a writer again
+                    self.pins.writer_dropped(user, connector.name)
         elif written is None:
             # Changed or deleted while the lock was held (logout, ST-10): not resurrected.
             logger.warning("refresh_write_conflict connector=%s", name)
