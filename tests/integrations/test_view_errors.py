@@ -33,6 +33,7 @@ def _settings(issuer: str, downstream: str) -> dict[str, Any]:
             "exchange": {
                 **base,
                 "flow": "token_exchange",
+                "subject": "bearer",  # a session user gets 401 here, not an exchange
                 "audience": "api://orders",
                 "scopes": ["orders.read"],
                 "token_endpoint": f"{issuer}/token",
