@@ -73,8 +73,12 @@ class _Requirement(DependsParam):
     """A ``Depends`` that is also callable, so ``Depends(require(...))`` works as well."""
 
     @property
-    def __wrapped__(self) -> Any:  # FastAPI reads the signature and globals through it
+    def __wrapped__(self) -> Any:  # FastAPI reads the signature through it
         return self.dependency
+
+    @property
+    def __globals__(self) -> dict[str, Any]:  # ...and resolves its annotations here
+        return getattr(self.dependency, "__globals__", {})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Principal:
         assert self.dependency is not None

@@ -16,9 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
-from pydantic_settings.exceptions import SettingsError
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource, SettingsError
+
+try:
+    from pydantic_settings.sources.utils import parse_env_vars
+except ImportError:  # pydantic-settings < 2.7 keeps it in one sources module
+    from pydantic_settings.sources import parse_env_vars  # type: ignore[attr-defined,no-redef]
 
 from ..errors import ConfigurationError
 from ._base import suggestion
@@ -33,6 +36,8 @@ class _Source(EnvSettingsSource):
 
     def __init__(self, model: type[BaseModel], variables: Mapping[str, str], prefix: str) -> None:
         self._variables = variables
+        self.bad_json = False
+        """A list or dict value did not parse (older pydantic-settings swallow the error)."""
         super().__init__(
             model,  # type: ignore[arg-type]  # only model_fields and model_config are read
             case_sensitive=False,
@@ -57,7 +62,11 @@ class _Source(EnvSettingsSource):
             return [part.strip() for part in text.split(",") if part.strip()]
         if not text.startswith(("[", "{")):
             return value
-        return super().decode_complex_value(field_name, field, value)
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            self.bad_json = True
+            raise
 
 
 def env_data(
@@ -81,11 +90,13 @@ def env_data(
         variables.update({k: v for k, v in dotenv.env_vars.items() if v is not None})
     variables.update(os.environ if env is None else env)
     problems = _unknown(model, prefix, variables)
+    source = _Source(model, variables, prefix)
     try:
-        data = _Source(model, variables, prefix)()
+        data = source()
     except SettingsError:
+        source.bad_json, data = True, {}
+    if source.bad_json:
         problems.extend(_bad_json(prefix, variables))
-        data = {}
     if problems:
         raise ConfigurationError(problems)
     return data
