@@ -183,3 +183,48 @@ def test_unknown_keys_at_every_depth_suggest_the_nearest(
     with pytest.raises(ConfigurationError) as info:
         Settings.model_validate({"secret_keys": [KEY], **data})
     assert expected in info.value.problems
+
+
+def test_every_second_valued_setting_takes_a_unit_and_plain_numbers_still_work() -> None:
+    settings = Settings.model_validate(
+        {
+            "secret_keys": [KEY],
+            "http": {"jwks_max_stale": "2h", "token_timeout": 7, "connect_timeout": "1.5"},
+            "store": {"timeout": "2s"},
+            "admin": {"refresh_interval": "5m"},
+            "services": {
+                "x": {
+                    "base_url": "https://x.example",
+                    "flow": "client_credentials",
+                    "token_endpoint": "https://idp.example/token",
+                    "client": {"client_id": "c", "client_secret": "s"},
+                    "timeout": "1m",
+                    "negative_cache_ttl": 0,
+                    "token_retry_deadline": "30s",
+                }
+            },
+        }
+    )
+    assert (settings.http.jwks_max_stale, settings.http.token_timeout) == (7200.0, 7.0)
+    assert settings.http.connect_timeout == 1.5
+    assert (settings.store.timeout, settings.admin.refresh_interval) == (2.0, 300.0)
+    service = settings.services["x"]
+    assert (service.timeout, service.negative_cache_ttl) == (60.0, 0.0)
+    assert service.token_retry_deadline == 30.0
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "wording"),
+    [
+        ({"http": {"jwks_max_stale": "soon"}}, "http.jwks_max_stale", "'10m'"),
+        ({"http": {"token_timeout": 0}}, "http.token_timeout", "greater than 0"),
+        ({"admin": {"refresh_interval": "6m"}}, "admin.refresh_interval", "less than or equal"),
+    ],
+)
+def test_bad_durations_are_refused_naming_the_field(
+    section: dict[str, object], value: str, wording: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate({"secret_keys": [KEY], **section})
+    assert value in str(info.value)
+    assert wording in str(info.value)

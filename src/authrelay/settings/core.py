@@ -13,6 +13,7 @@ __all__ = [
     "BearerSettings",
     "ClientSettings",
     "Duration",
+    "DurationOrZero",
     "EventsSettings",
     "HttpSettings",
     "RoutesSettings",
@@ -26,7 +27,32 @@ _ASYMMETRIC = {
     "ES256", "ES384", "ES512", "ES256K", "EdDSA", "Ed25519",
 }  # fmt: skip
 
-Seconds = Annotated[float, Field(gt=0)]
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(value: object) -> object:
+    """``"10m"``, ``"90s"``, ``"2h"``, ``"7d"`` or a number of seconds → seconds."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit is not None else text
+        try:
+            return float(number) * (unit or 1.0)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number of seconds or e.g. '90s', "
+                "'10m', '2h', '7d'"
+            ) from None
+    return value
+
+
+_UNITS_OR_SECONDS = BeforeValidator(_seconds)
+
+Duration = Annotated[float, _UNITS_OR_SECONDS, Field(gt=0)]
+"""Seconds, or a string with a unit: ``"90s"``, ``"10m"``, ``"2h"``, ``"7d"``."""
+
+DurationOrZero = Annotated[float, _UNITS_OR_SECONDS, Field(ge=0)]
+"""A :data:`Duration` that may also be 0."""
 
 
 class SessionSettings(Section):
@@ -189,7 +215,7 @@ class StoreSettings(Section):
 
     url: str = "memory://"
     key_prefix: str = "authrelay:"
-    timeout: Annotated[float, Field(gt=0)] = 0.5
+    timeout: Duration = 0.5
     """Per-operation timeout (Redis 0.5 s; SQLite uses a 5 s busy timeout) (ST-08)."""
     replica_acks: Annotated[int, Field(ge=0, le=16)] = 0
     """Redis with replicas: after each write, wait (``WAIT``, at most 80 % of ``timeout``)
@@ -220,12 +246,12 @@ class StoreSettings(Section):
 class HttpSettings(Section):
     """Limits for calls to identity providers (TR-03)."""
 
-    connect_timeout: Seconds = 3.0
-    token_timeout: Seconds = 10.0
-    metadata_timeout: Seconds = 5.0
+    connect_timeout: Duration = 3.0
+    token_timeout: Duration = 10.0
+    metadata_timeout: Duration = 5.0
     max_metadata_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
     max_token_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
-    jwks_max_stale: Seconds = 24 * 3600.0
+    jwks_max_stale: Duration = 24 * 3600.0
     """Longest a JWKS is used after its last successful fetch while refetches fail; after
     that, tokens get 503 rather than trust keys the issuer may have revoked."""
     allow_insecure_loopback: bool = False
@@ -241,32 +267,9 @@ class AdminSettings(Section):
         "authrelay.admin"
     )
     """The scope a caller's bearer token must carry; a session cookie is never enough."""
-    refresh_interval: Annotated[float, Field(gt=0, le=300)] = 5.0
+    refresh_interval: Annotated[Duration, Field(le=300)] = 5.0
     """Seconds a worker trusts its copy of the connector records before it checks the store
     again (one read); on Redis a change is also heard at once through invalidation."""
-
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _seconds(value: object) -> object:
-    """``"10m"``, ``"90s"``, ``"2h"``, ``"7d"`` or a number of seconds → seconds."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        unit = _UNITS.get(text[-1:]) if text else None
-        number = text[:-1] if unit is not None else text
-        try:
-            return float(number) * (unit or 1.0)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a duration; write a number of seconds or e.g. '90s', "
-                "'10m', '2h', '7d'"
-            ) from None
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
-"""Seconds, or a string with a unit: ``"90s"``, ``"10m"``, ``"2h"``, ``"7d"``."""
 
 
 class EventsSettings(Section):
