@@ -29,11 +29,11 @@ from .. import _io
 from .._io import Flow
 from .._json import parse_object
 from .._types import Clock
-from ..errors import AuthRelayError, ConfigurationError, UpstreamError, UpstreamTimeout
+from ..errors import ConfigurationError, UpstreamError, UpstreamTimeout
 from ..identity.discovery import Discovery, UnsafeEndpoint, check_endpoint_url
 from ..identity.jwks import JwksCache
 from ..identity.jwt import check_algorithms
-from ..observability import Stats, grant_label
+from ..observability import Stats, token_request_metrics
 from ..settings import ConnectorSettings, HttpSettings
 from ..tokens.client_auth import ClientAuthenticator
 from ..tokens.model import usable_token
@@ -80,6 +80,11 @@ class TokenEndpointError(Exception):
         self.code = code
         self.status = status
         self.retry_after = retry_after
+
+    @property
+    def oauth_error(self) -> str:
+        """The code, named as on authrelay's errors (:func:`~authrelay.errors.failure_code`)."""
+        return self.code
 
 
 def _retry_after(response: httpx.Response) -> int | None:
@@ -266,27 +271,9 @@ class Connector:
         happens only when the request provably did not reach the server, or on 429/503
         (RT-04); never after a read timeout or a 500.
         """
-        metrics = self.metrics
-        if metrics is None:
+        grant_type = data.get("grant_type", "")
+        with token_request_metrics(self.metrics, self.name, "connector", grant_type):
             response: TokenResponse = yield from self._call_token_endpoint(url, data, retry)
-            return response
-        grant = grant_label(data.get("grant_type", ""))
-        started = time.perf_counter()
-        outcome = "other"
-        try:
-            response = yield from self._call_token_endpoint(url, data, retry)
-        except TokenEndpointError as exc:
-            outcome = exc.code
-            raise
-        except AuthRelayError as exc:
-            outcome = exc.error
-            raise
-        else:
-            outcome = "success"
-        finally:
-            metrics.token_request(
-                self.name, "connector", grant, outcome, time.perf_counter() - started
-            )
         return response
 
     def _call_token_endpoint(

@@ -43,8 +43,9 @@ from ..errors import (
     ReauthorizationRequired,
     TokenStoreUnavailable,
     UpstreamError,
+    failure_code,
 )
-from ..observability import bounded, grant_label
+from ..observability import bounded, token_request_metrics
 from ..principal import Credentials, Principal
 from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, request_token
 from ..tokens.client_auth import ClientAuthenticator
@@ -168,7 +169,7 @@ def _acquire_once(
             "the token store is unavailable", service=runtime.name, retry_after=exc.retry_after or 1
         ) from None
     except AuthRelayError as exc:
-        metrics.incr("failures", target=runtime.name, flow=_code(exc))
+        metrics.incr("failures", target=runtime.name, flow=bounded(failure_code(exc)))
         metrics.observe("acquire", time.perf_counter() - started, target=runtime.name)
         if isinstance(exc, UpstreamError):
             cache.fail(key, exc, runtime.settings.negative_cache_ttl)
@@ -186,12 +187,6 @@ def _acquire_once(
     if record is not None:
         runtime.registry.remember(record, runtime, key)
     return entry
-
-
-def _code(exc: AuthRelayError) -> str:
-    """The failure's label: the OAuth error code the token endpoint gave, else ours."""
-    oauth_error = getattr(exc, "oauth_error", None)
-    return bounded(oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error)
 
 
 def _fetch(
@@ -404,9 +399,7 @@ def _post(
     http = relay.settings.http
     flow = runtime.effective_flow(options)
     relay.metrics.incr("token_endpoint_calls", target=runtime.name, flow=flow)
-    grant = grant_label(form.get("grant_type", ""))
-    started = time.perf_counter()
-    try:
+    with token_request_metrics(relay.metrics, runtime.name, flow, form.get("grant_type", "")):
         response = yield from request_token(
             endpoint,
             form,
@@ -418,10 +411,4 @@ def _post(
             timeout=http.token_timeout,
             expect_issued_token_type=expect_issued,
         )
-    except AuthRelayError as exc:
-        relay.metrics.token_request(
-            runtime.name, flow, grant, _code(exc), time.perf_counter() - started
-        )
-        raise
-    relay.metrics.token_request(runtime.name, flow, grant, "success", time.perf_counter() - started)
     return response
