@@ -228,3 +228,26 @@ def test_bad_durations_are_refused_naming_the_field(
         Settings.model_validate({"secret_keys": [KEY], **section})
     assert value in str(info.value)
     assert wording in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://127.0.0.1:9000/hook", True),
+        ("http://[::1]:9000/hook", True),
+        ("http://localhost/hook", True),
+        ("https://hooks.example/x", True),
+        ("http://hooks.example/x", False),
+        ("http://localhost.hooks.example/x", False),
+        ("http://127.0.0.1.nip.io/x", False),
+    ],
+)
+def test_events_url_is_https_or_plain_http_on_a_loopback_host(url: str, accepted: bool) -> None:
+    data = {"secret_keys": [KEY], "events": {"url": url, "secret": "s" * 32}}
+    if accepted:
+        assert Settings.model_validate(data).events is not None
+        return
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate(data)
+    assert "events.url: " in str(info.value)
+    assert "loopback" in str(info.value)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
+from .urls import is_loopback_host
 
 __all__ = [
     "AdminSettings",
@@ -294,7 +295,7 @@ class EventsSettings(Section):
         from urllib.parse import urlsplit
 
         parts = urlsplit(value)
-        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        loopback = parts.hostname is not None and is_loopback_host(parts.hostname)
         if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
             raise ValueError("must be an https:// URL (http:// only on a loopback host)")
         if not parts.hostname:
