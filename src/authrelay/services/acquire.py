@@ -203,10 +203,11 @@ def _fetch(
         connector = settings.connector
         assert connector is not None
         source = runtime.registry.user_tokens
-        login_url = f"{runtime.registry.relay.prefix}/{connector}/login"
         if source is None or principal.kind == "anonymous":
             raise ReauthorizationRequired(
-                "connect this account first", connector=connector, login_url=login_url
+                "connect this account first",
+                connector=connector,
+                login_url=_login_url(runtime, connector),
             )
         user_token: AccessToken = yield from source.user_token(
             principal, connector, scopes, force_refresh=force
@@ -217,12 +218,7 @@ def _fetch(
         return (yield from _entra_agent(runtime, agent, options, scopes))
     if flow == "client_credentials":
         auth = agent.auth if agent is not None else runtime.auth
-        form = client_credentials_form(
-            scopes=scopes,
-            audience=settings.audience,
-            resource=settings.resource,
-            extra=_extra(runtime, options),
-        )
+        form = _app_form(runtime, options, scopes)
         response = yield from _post(runtime, options, form, auth, scopes, user_grant=False)
         return runtime.registry.token_from(response, runtime, scopes, not_after=None)
     token, not_after = yield from _subject_token(runtime, principal, credentials)
@@ -238,7 +234,7 @@ def _fetch(
         raise ReauthorizationRequired(
             exc.description,
             connector=connector,
-            login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+            login_url=_login_url(runtime, connector),
         ) from None
     return exchanged
 
@@ -297,17 +293,8 @@ def _entra_agent(
     """An Entra agent identity's app token, or its agent user's (``user_fic``) token."""
     endpoint, issuer = yield from token_endpoint(runtime, options)
     blueprint = yield from agent.blueprint_token(runtime.auth, endpoint, issuer)
-    settings = runtime.settings
     if options.agent_user is None and options.agent_user_id is None:
-        form = agent.assertion_form(
-            client_credentials_form(
-                scopes=scopes,
-                audience=settings.audience,
-                resource=settings.resource,
-                extra=_extra(runtime, options),
-            ),
-            blueprint,
-        )
+        form = agent.assertion_form(_app_form(runtime, options, scopes), blueprint)
     else:
         credential = yield from agent.identity_token(blueprint, endpoint, issuer)
         form = user_fic_form(
@@ -336,7 +323,7 @@ def _subject_token(
             raise ReauthorizationRequired(
                 "sign in to use this service",
                 connector=connector,
-                login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+                login_url=_login_url(runtime, connector),
             )
         # Refreshed through the connector's rotation when due: never an expired token.
         user_token: AccessToken = yield from source.user_token(
@@ -354,6 +341,24 @@ def _subject_token(
     if not_after is not None and not_after <= runtime.clock():
         raise MissingCredentials("the caller's bearer token has expired")
     return token, not_after
+
+
+def _login_url(runtime: ServiceRuntime, connector: str) -> str:
+    """Where the user (re)connects ``connector``."""
+    return f"{runtime.registry.relay.prefix}/{connector}/login"
+
+
+def _app_form(
+    runtime: ServiceRuntime, options: CallOptions, scopes: tuple[str, ...]
+) -> dict[str, str]:
+    """The ``client_credentials`` form of an app token for this service."""
+    settings = runtime.settings
+    return client_credentials_form(
+        scopes=scopes,
+        audience=settings.audience,
+        resource=settings.resource,
+        extra=_extra(runtime, options),
+    )
 
 
 def _extra(runtime: ServiceRuntime, options: CallOptions) -> list[tuple[str, str]]:
