@@ -344,15 +344,8 @@ class AsyncServiceClient(_Base):
 
     async def authorization_header(self) -> str:
         """The credential's header value (``Bearer …``); from cache whenever it can."""
-        key = self._key
-        if key is _UNSET:
-            key = self._make_key()
-        runtime = self._runtime
-        entry = self._cache.get(key)
-        if entry is not None and entry.use_until > runtime.clock():
-            runtime.hits += 1
-            return entry.header
-        return await self._header(None)
+        header = self._cached()
+        return header if header is not None else await self._header(None)
 
     async def _header(self, stale: str | None) -> str:
         key = self._key
@@ -412,15 +405,8 @@ class SyncServiceClient(_Base):
 
     def authorization_header(self) -> str:
         """The credential's header value (``Bearer …``); from cache whenever it can."""
-        key = self._key
-        if key is _UNSET:
-            key = self._make_key()
-        runtime = self._runtime
-        entry = self._cache.get(key)
-        if entry is not None and entry.use_until > runtime.clock():
-            runtime.hits += 1
-            return entry.header
-        return self._header(None)
+        header = self._cached()
+        return header if header is not None else self._header(None)
 
     def _header(self, stale: str | None) -> str:
         key = self._key
