@@ -36,6 +36,7 @@ from ..identity.jwt import check_algorithms
 from ..observability import Stats, token_request_metrics
 from ..settings import ConnectorSettings, HttpSettings
 from ..tokens.client_auth import ClientAuthenticator
+from ..tokens.endpoint import delay_seconds
 from ..tokens.model import usable_token
 from .metadata import ConnectorMetadata
 from .presets import MICROSOFT_MULTI_TENANT, PRESETS, STANDARD_METADATA, Preset, map_fields
@@ -85,11 +86,6 @@ class TokenEndpointError(Exception):
     def oauth_error(self) -> str:
         """The code, named as on authrelay's errors (:func:`~authrelay.errors.failure_code`)."""
         return self.code
-
-
-def _retry_after(response: httpx.Response) -> int | None:
-    value = response.headers.get("retry-after", "")
-    return int(value) if value.isdigit() else None
 
 
 class Connector:
@@ -325,7 +321,7 @@ def parse_token_response(response: httpx.Response, connector: str) -> TokenRespo
         code = data.get("error") if isinstance(data, dict) else None
         if response.status_code in (400, 401) and isinstance(code, str) and code:
             raise TokenEndpointError(code[:64], response.status_code)
-        raise TokenEndpointError("server_error", response.status_code, _retry_after(response))
+        raise TokenEndpointError("server_error", response.status_code, delay_seconds(response))
     if not isinstance(data, dict):
         raise UpstreamError("the token endpoint's answer is not JSON", connector=connector)
     access = data.get("access_token")

@@ -35,6 +35,7 @@ from .._json import parse_value
 from ..errors import AuthRelayError, DownstreamClientError, DownstreamServerError
 from ..observability import span
 from ..principal import Credentials, Principal
+from ..tokens.endpoint import delay_seconds
 from .acquire import header_flow
 from .options import (
     ACTOR_FLOWS,
@@ -79,9 +80,10 @@ class _Wait:
 def _retry_delay(response: httpx.Response, attempt: int) -> float | None:
     """Seconds to wait before retrying ``response``'s request; None when too long."""
     value = response.headers.get("retry-after", "").strip()
+    seconds = delay_seconds(response)
     delay: float
-    if value.isdigit():
-        delay = float(value)
+    if seconds is not None:
+        delay = float(seconds)
     elif value:
         try:
             delay = parsedate_to_datetime(value).timestamp() - time.time()
