@@ -213,6 +213,18 @@ def test_every_second_valued_setting_takes_a_unit_and_plain_numbers_still_work()
     assert service.token_retry_deadline == 30.0
 
 
+def test_whole_second_settings_take_units_and_stay_integers() -> None:
+    settings = Settings.model_validate(
+        {"secret_keys": [KEY], "session": {"max_age": "12h", "idle_timeout": "1800"}}
+    )
+    assert (settings.session.max_age, settings.session.idle_timeout) == (43200, 1800)
+    assert isinstance(settings.session.max_age, int)  # it becomes a cookie's Max-Age
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate({"secret_keys": [KEY], "session": {"max_age": "1.5s"}})
+    assert "session.max_age" in str(info.value)
+    assert "fractional part" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("section", "value", "wording"),
     [

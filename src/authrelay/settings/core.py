@@ -20,6 +20,7 @@ __all__ = [
     "RoutesSettings",
     "SessionSettings",
     "StoreSettings",
+    "WholeSeconds",
 ]
 
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -55,17 +56,20 @@ Duration = Annotated[float, _UNITS_OR_SECONDS, Field(gt=0)]
 DurationOrZero = Annotated[float, _UNITS_OR_SECONDS, Field(ge=0)]
 """A :data:`Duration` that may also be 0."""
 
+WholeSeconds = Annotated[int, _UNITS_OR_SECONDS]
+"""A duration in whole seconds (cookie ``Max-Age``, JWT leeway): ``600`` or ``"10m"``."""
+
 
 class SessionSettings(Section):
     """The session cookie: encrypted and authenticated, tokens never inside (SE-02, SE-03)."""
 
     cookie_name: str | None = None
     """Defaults to ``__Host-authrelay`` (``authrelay`` when ``dev_insecure_cookies``)."""
-    max_age: Annotated[int, Field(gt=0)] = 12 * 3600
+    max_age: Annotated[WholeSeconds, Field(gt=0)] = 12 * 3600
     """Absolute timeout in seconds (SE-05), counted from sign-in."""
-    idle_timeout: Annotated[int, Field(gt=0)] = 30 * 60
+    idle_timeout: Annotated[WholeSeconds, Field(gt=0)] = 30 * 60
     """Idle timeout in seconds (SE-05); activity renews the cookie (rolling)."""
-    renew_after: Annotated[int, Field(ge=0)] = 60
+    renew_after: Annotated[WholeSeconds, Field(ge=0)] = 60
     """Re-issue the cookie at most once per this many seconds of activity."""
     same_site: Literal["lax", "strict"] = "lax"
     dev_insecure_cookies: bool = False
@@ -126,7 +130,7 @@ class BearerSettings(Section):
     """Accepted ``aud`` values; one of them must be in the token (JW-06)."""
     algorithms: list[str] = list(DEFAULT_ALGORITHMS)
     profile: Literal["rfc9068", "legacy"] = "rfc9068"
-    leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    leeway: Annotated[WholeSeconds, Field(ge=0, le=300)] = 30
     required_scopes: list[str] = []
     jwks_uri: str | None = None
     """Skip discovery and use this JWKS URL (must be on the issuer's origin or configured)."""
@@ -135,9 +139,9 @@ class BearerSettings(Section):
     """Enables opaque tokens (RFC 7662); a JWT-shaped token is still checked locally."""
     introspection_client: ClientSettings | None = None
     """Credentials for introspection; defaults to the top-level ``client``."""
-    introspection_cache_ttl: Annotated[int, Field(ge=0)] = 60
-    introspection_negative_ttl: Annotated[int, Field(ge=0, le=10)] = 10
-    jwks_refresh_cooldown: Annotated[int, Field(ge=1)] = 30
+    introspection_cache_ttl: Annotated[WholeSeconds, Field(ge=0)] = 60
+    introspection_negative_ttl: Annotated[WholeSeconds, Field(ge=0, le=10)] = 10
+    jwks_refresh_cooldown: Annotated[WholeSeconds, Field(ge=1)] = 30
     cache_size: Annotated[int, Field(ge=1)] = 10_000
     accept_form_body: bool = False
     """RFC 6750 §2.2 form-encoded body tokens; off by default (BR-02)."""

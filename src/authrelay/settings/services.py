@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
-from .core import ClientSettings, Duration, DurationOrZero, check_credentials
+from .core import ClientSettings, Duration, DurationOrZero, WholeSeconds, check_credentials
 
 __all__ = ["AgentSettings", "ApiKeySettings", "Flow", "ServiceSettings"]
 
@@ -112,8 +112,8 @@ class ServiceSettings(Section):
     headers: dict[str, str] = {}
     timeout: Duration = 10.0
     max_connections: Annotated[int, Field(gt=0)] = 100
-    expiry_margin: Annotated[int, Field(ge=0)] = 60
-    default_token_lifetime: Annotated[int, Field(gt=0)] = 300
+    expiry_margin: Annotated[WholeSeconds, Field(ge=0)] = 60
+    default_token_lifetime: Annotated[WholeSeconds, Field(gt=0)] = 300
     """Lifetime assumed for tokens issued without ``expires_in``."""
     cache_size: Annotated[int, Field(gt=0)] = 10_000
     """Most tokens kept in memory for this service (ST-07)."""
