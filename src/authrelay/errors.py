@@ -52,6 +52,7 @@ __all__ = [
     "UnknownService",
     "UpstreamError",
     "UpstreamTimeout",
+    "failure_code",
 ]
 
 
@@ -254,3 +255,12 @@ class DownstreamClientError(DownstreamError):
 
 class DownstreamServerError(DownstreamError):
     """The downstream service answered 5xx."""
+
+
+def failure_code(exc: BaseException) -> str:
+    """A failure's code: the OAuth error the token endpoint gave (RFC 6749 §5.2), else
+    authrelay's ``error``, else ``"other"`` for an exception that is not authrelay's."""
+    oauth_error = getattr(exc, "oauth_error", None)
+    if isinstance(oauth_error, str) and oauth_error:
+        return oauth_error
+    return exc.error if isinstance(exc, AuthRelayError) else "other"

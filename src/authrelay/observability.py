@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
+
+from .errors import failure_code
 
 __all__ = [
     "BUCKETS",
@@ -25,6 +28,7 @@ __all__ = [
     "grant_label",
     "install_redaction",
     "span",
+    "token_request_metrics",
 ]
 
 _PATTERNS = (
@@ -133,6 +137,32 @@ _GRANTS = {
 def grant_label(grant_type: str) -> str:
     """A short label for an OAuth ``grant_type`` (``jwt_bearer``, ...), else ``"other"``."""
     return _GRANTS.get(grant_type, "other")
+
+
+@contextmanager
+def token_request_metrics(
+    stats: Stats | None, target: str, flow: str, grant_type: str
+) -> Iterator[None]:
+    """Count and time the token-endpoint request made inside the block (nothing if no stats).
+
+    The outcome is ``success``, else the failure's code (:func:`~authrelay.errors.failure_code`:
+    the provider's OAuth error, else authrelay's, else ``other``).
+    """
+    if stats is None:
+        yield
+        return
+    started = time.perf_counter()
+    outcome = "other"
+    try:
+        yield
+    except Exception as exc:
+        outcome = failure_code(exc)
+        raise
+    else:
+        outcome = "success"
+    finally:
+        seconds = time.perf_counter() - started
+        stats.token_request(target, flow, grant_label(grant_type), outcome, seconds)
 
 
 class Stats:

@@ -104,6 +104,8 @@ def test_admin_refuses_a_target_change_with_409(app: Running, idp: IdentityProvi
     ("body", "status", "error", "says"),
     [
         (b"{not json", 400, "invalid_json", "not valid JSON"),
+        (b'{"config": ' * 5000 + b"{}" + b"}" * 5000, 400, "invalid_json", "too deep"),
+        (b'{"enabled": true, "enabled": false}', 400, "invalid_json", "duplicate member"),
         (b"[]", 400, "invalid_request", "JSON object"),
         (b'{"colour": 1}', 400, "invalid_request", "unknown member(s) colour"),
         (b'{"config": {"client_idd": "x"}}', 400, "invalid_connector_change", "client_idd"),

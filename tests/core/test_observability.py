@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from authrelay import Settings
-from authrelay.observability import Stats, redact
+from authrelay.errors import ConsentRequired, UpstreamTimeout
+from authrelay.observability import Stats, redact, token_request_metrics
 from authrelay.relay import Relay
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWNhbmFyeQ"
@@ -52,3 +53,40 @@ def test_stats_counts_by_label() -> None:
         "counters"
     ]
     assert snapshot["latency"][0]["count"] == 1
+
+
+def test_token_request_metrics_label_each_outcome_by_its_code() -> None:
+    stats = Stats()
+    grant = "urn:ietf:params:oauth:grant-type:token-exchange"
+    with token_request_metrics(stats, "orders", "token_exchange", grant):
+        pass
+    consent = ConsentRequired("more scopes")
+    consent.oauth_error = "interaction_required"
+    failures: list[Exception] = [consent, UpstreamTimeout("slow"), RuntimeError("bug")]
+    for failure in failures:
+        with (
+            pytest.raises(type(failure)),
+            token_request_metrics(stats, "orders", "token_exchange", grant),
+        ):
+            raise failure
+    counted = {
+        extra["outcome"]: value
+        for name, target, _, extra, value in stats.counters()
+        if name == "token_requests" and target == "orders" and extra["grant"] == "token_exchange"
+    }
+    assert counted == {
+        "success": 1,
+        "interaction_required": 1,
+        "upstream_timeout": 1,
+        "other": 1,
+    }
+    assert stats.histograms()[0][:4] == ("token_endpoint", "orders", "token_exchange", 4)
+
+
+def test_token_request_metrics_without_stats_only_runs_the_block() -> None:
+    stats = None
+    with (
+        pytest.raises(UpstreamTimeout),
+        token_request_metrics(stats, "orders", "client_credentials", "client_credentials"),
+    ):
+        raise UpstreamTimeout("slow")

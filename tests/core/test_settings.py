@@ -183,3 +183,83 @@ def test_unknown_keys_at_every_depth_suggest_the_nearest(
     with pytest.raises(ConfigurationError) as info:
         Settings.model_validate({"secret_keys": [KEY], **data})
     assert expected in info.value.problems
+
+
+def test_every_second_valued_setting_takes_a_unit_and_plain_numbers_still_work() -> None:
+    settings = Settings.model_validate(
+        {
+            "secret_keys": [KEY],
+            "http": {"jwks_max_stale": "2h", "token_timeout": 7, "connect_timeout": "1.5"},
+            "store": {"timeout": "2s"},
+            "admin": {"refresh_interval": "5m"},
+            "services": {
+                "x": {
+                    "base_url": "https://x.example",
+                    "flow": "client_credentials",
+                    "token_endpoint": "https://idp.example/token",
+                    "client": {"client_id": "c", "client_secret": "s"},
+                    "timeout": "1m",
+                    "negative_cache_ttl": 0,
+                    "token_retry_deadline": "30s",
+                }
+            },
+        }
+    )
+    assert (settings.http.jwks_max_stale, settings.http.token_timeout) == (7200.0, 7.0)
+    assert settings.http.connect_timeout == 1.5
+    assert (settings.store.timeout, settings.admin.refresh_interval) == (2.0, 300.0)
+    service = settings.services["x"]
+    assert (service.timeout, service.negative_cache_ttl) == (60.0, 0.0)
+    assert service.token_retry_deadline == 30.0
+
+
+def test_whole_second_settings_take_units_and_stay_integers() -> None:
+    settings = Settings.model_validate(
+        {"secret_keys": [KEY], "session": {"max_age": "12h", "idle_timeout": "1800"}}
+    )
+    assert (settings.session.max_age, settings.session.idle_timeout) == (43200, 1800)
+    assert isinstance(settings.session.max_age, int)  # it becomes a cookie's Max-Age
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate({"secret_keys": [KEY], "session": {"max_age": "1.5s"}})
+    assert "session.max_age" in str(info.value)
+    assert "fractional part" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "wording"),
+    [
+        ({"http": {"jwks_max_stale": "soon"}}, "http.jwks_max_stale", "'10m'"),
+        ({"http": {"token_timeout": 0}}, "http.token_timeout", "greater than 0"),
+        ({"admin": {"refresh_interval": "6m"}}, "admin.refresh_interval", "less than or equal"),
+    ],
+)
+def test_bad_durations_are_refused_naming_the_field(
+    section: dict[str, object], value: str, wording: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate({"secret_keys": [KEY], **section})
+    assert value in str(info.value)
+    assert wording in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://127.0.0.1:9000/hook", True),
+        ("http://[::1]:9000/hook", True),
+        ("http://localhost/hook", True),
+        ("https://hooks.example/x", True),
+        ("http://hooks.example/x", False),
+        ("http://localhost.hooks.example/x", False),
+        ("http://127.0.0.1.nip.io/x", False),
+    ],
+)
+def test_events_url_is_https_or_plain_http_on_a_loopback_host(url: str, accepted: bool) -> None:
+    data = {"secret_keys": [KEY], "events": {"url": url, "secret": "s" * 32}}
+    if accepted:
+        assert Settings.model_validate(data).events is not None
+        return
+    with pytest.raises(ConfigurationError) as info:
+        Settings.model_validate(data)
+    assert "events.url: " in str(info.value)
+    assert "loopback" in str(info.value)

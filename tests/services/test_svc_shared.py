@@ -101,3 +101,18 @@ def test_refused_token_is_deleted_from_the_store_and_forget_drops_copies(
     other.services.forget(None)
     assert len(other.services.runtimes["billing"].cache) == 0
     assert clean_idp.counters.count(endpoint="token", grant_type=CC) == 2
+
+
+def test_token_indexes_at_their_cap_drop_keys_that_left_the_cache(make_relay: MakeRelay) -> None:
+    relay, _ = make_relay()
+    registry = relay.services
+    runtime = next(iter(registry.runtimes.values()))
+    registry._origins_cap = 2
+    registry.remember("record-a", runtime, ("gone", "a"))
+    registry.remember("record-b", runtime, ("gone", "b"))
+    registry.remember("record-c", runtime, ("gone", "c"))  # at the cap: a and b are pruned
+    assert list(registry._origins) == ["record-c"]
+    registry.note_session_entry(runtime, ("svc", ("session", "s1")))
+    registry.note_session_entry(runtime, ("svc", ("session", "s2")))
+    registry.note_session_entry(runtime, ("svc", ("session", "s3")))
+    assert list(registry._by_session) == ["s3"]

@@ -115,6 +115,14 @@ def test_retry_after_as_an_http_date_is_waited_for(relay: Relay, flaky: Flaky) -
     assert second - first >= 1.5  # about 3 s away, at the date's one-second resolution
 
 
+def test_a_retry_after_of_look_alike_digits_falls_back_to_the_backoff(
+    relay: Relay, flaky: Flaky
+) -> None:
+    flaky.script[:] = [(503, {"retry-after": "\u00b2"})]  # "²": str.isdigit, but not a number
+    assert _get(relay) == 200
+    assert len(flaky.seen) == 2
+
+
 def test_a_retry_after_beyond_the_limit_returns_the_answer(relay: Relay, flaky: Flaky) -> None:
     flaky.script[:] = [(503, {"retry-after": "120"})]
     assert _get(relay) == 503

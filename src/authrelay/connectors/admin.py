@@ -17,11 +17,11 @@ Defends against:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from .._io import Flow
+from .._json import JsonError, parse_value
 from ..responses import Response, json_response
 from ..routing import AuthRequest
 from .records import RecordRefused, safe_config
@@ -111,9 +111,10 @@ class AdminRoutes:
         if content_type != "application/json":
             return _error(415, "unsupported_media_type", "send the change as application/json")
         try:
-            body = json.loads(request.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return _error(400, "invalid_json", "the body is not valid JSON")
+            body = parse_value(request.body, max_bytes=len(request.body))
+        except JsonError as exc:
+            why = exc.reason.replace("_", " ")
+            return _error(400, "invalid_json", f"the body is not valid JSON ({why})")
         if not isinstance(body, dict):
             return _error(400, "invalid_request", "the body must be a JSON object")
         unknown = sorted(set(body) - _PATCH_MEMBERS)

@@ -29,13 +29,14 @@ from .. import _io
 from .._io import Flow
 from .._json import parse_object
 from .._types import Clock
-from ..errors import AuthRelayError, ConfigurationError, UpstreamError, UpstreamTimeout
+from ..errors import ConfigurationError, UpstreamError, UpstreamTimeout
 from ..identity.discovery import Discovery, UnsafeEndpoint, check_endpoint_url
 from ..identity.jwks import JwksCache
 from ..identity.jwt import check_algorithms
-from ..observability import Stats, grant_label
+from ..observability import Stats, token_request_metrics
 from ..settings import ConnectorSettings, HttpSettings
 from ..tokens.client_auth import ClientAuthenticator
+from ..tokens.endpoint import delay_seconds
 from ..tokens.model import usable_token
 from .metadata import ConnectorMetadata
 from .presets import MICROSOFT_MULTI_TENANT, PRESETS, STANDARD_METADATA, Preset, map_fields
@@ -81,10 +82,10 @@ class TokenEndpointError(Exception):
         self.status = status
         self.retry_after = retry_after
 
-
-def _retry_after(response: httpx.Response) -> int | None:
-    value = response.headers.get("retry-after", "")
-    return int(value) if value.isdigit() else None
+    @property
+    def oauth_error(self) -> str:
+        """The code, named as on authrelay's errors (:func:`~authrelay.errors.failure_code`)."""
+        return self.code
 
 
 class Connector:
@@ -266,27 +267,9 @@ class Connector:
         happens only when the request provably did not reach the server, or on 429/503
         (RT-04); never after a read timeout or a 500.
         """
-        metrics = self.metrics
-        if metrics is None:
+        grant_type = data.get("grant_type", "")
+        with token_request_metrics(self.metrics, self.name, "connector", grant_type):
             response: TokenResponse = yield from self._call_token_endpoint(url, data, retry)
-            return response
-        grant = grant_label(data.get("grant_type", ""))
-        started = time.perf_counter()
-        outcome = "other"
-        try:
-            response = yield from self._call_token_endpoint(url, data, retry)
-        except TokenEndpointError as exc:
-            outcome = exc.code
-            raise
-        except AuthRelayError as exc:
-            outcome = exc.error
-            raise
-        else:
-            outcome = "success"
-        finally:
-            metrics.token_request(
-                self.name, "connector", grant, outcome, time.perf_counter() - started
-            )
         return response
 
     def _call_token_endpoint(
@@ -338,7 +321,7 @@ def parse_token_response(response: httpx.Response, connector: str) -> TokenRespo
         code = data.get("error") if isinstance(data, dict) else None
         if response.status_code in (400, 401) and isinstance(code, str) and code:
             raise TokenEndpointError(code[:64], response.status_code)
-        raise TokenEndpointError("server_error", response.status_code, _retry_after(response))
+        raise TokenEndpointError("server_error", response.status_code, delay_seconds(response))
     if not isinstance(data, dict):
         raise UpstreamError("the token endpoint's answer is not JSON", connector=connector)
     access = data.get("access_token")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from .._crypto import random_token
 from .._io import Flow, Hook, Spawn
@@ -28,13 +28,7 @@ __all__ = ["EVENT_KINDS", "EventKind", "TokenEvent", "TokenEventHook", "TokenEve
 logger = logging.getLogger("authrelay.connectors.events")
 
 EventKind = Literal["refreshed", "rotated", "refresh_failed", "revoked", "reauthorization_required"]
-EVENT_KINDS: tuple[EventKind, ...] = (
-    "refreshed",
-    "rotated",
-    "refresh_failed",
-    "revoked",
-    "reauthorization_required",
-)
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 TokenEventHook = Callable[["TokenEvent"], Any]
 """``on_token_event(event)``: a plain function, or (under ASGI) a coroutine function."""
 

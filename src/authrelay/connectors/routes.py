@@ -39,6 +39,7 @@ from ..errors import CallbackError
 from ..responses import Response, error_response, json_response, redirect, wants_html
 from ..routing import AuthRequest
 from ..stores.tokens import StoredTokens
+from ..tokens.endpoint import delay_seconds
 from .admin import AdminRoutes
 from .assets import ASSET_ROUTES, asset_url, serve_asset
 from .backchannel import LogoutTokenRejected, validate_logout_token
@@ -390,10 +391,10 @@ def _oauth_error(response: httpx.Response) -> str | None:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "").strip()  # RFC 9110 §10.2.3
-    if not value.isdigit():
+    seconds = delay_seconds(response)
+    if seconds is None:
         return _DEFAULT_RETRY_AFTER
-    return min(float(value), _MAX_RETRY_AFTER)
+    return min(float(seconds), _MAX_RETRY_AFTER)
 
 
 def _logout_refused(reason: str, connector: str | None = None) -> Response:

@@ -46,6 +46,7 @@ from ..errors import (
     ReauthorizationRequired,
     TokenStoreUnavailable,
     UpstreamError,
+    failure_code,
 )
 from ..observability import bounded
 from ..principal import Principal
@@ -204,7 +205,7 @@ class ConnectorTokenSource:
         except AuthRelayError as exc:
             self.metrics.incr("failures", target=name, flow=bounded(exc.error))
             if not isinstance(exc, ReauthorizationRequired):
-                yield from self.events.emit("refresh_failed", name, user, _reason(exc))
+                yield from self.events.emit("refresh_failed", name, user, failure_code(exc))
             raise
         return token
 
@@ -307,9 +308,3 @@ class ConnectorTokenSource:
         rotated = updated.refresh_token != record.refresh_token
         yield from self.events.emit("rotated" if rotated else "refreshed", name, user, reason)
         return self._token(updated)
-
-
-def _reason(exc: AuthRelayError) -> str:
-    """The OAuth error from the provider when there is one, else authrelay's code."""
-    oauth_error = getattr(exc, "oauth_error", None)
-    return oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error

@@ -116,10 +116,7 @@ class ServiceRegistry:
         with self._origins_lock:
             index = self._by_session
             if len(index) >= self._origins_cap:
-                for name, held in list(index.items()):
-                    held[:] = [(r, k) for r, k in held if k in r.cache.entries]
-                    if not held:
-                        del index[name]
+                _prune(index)
             held = index.setdefault(session, [])
             if (runtime, key) not in held:
                 held.append((runtime, key))
@@ -165,10 +162,7 @@ class ServiceRegistry:
         with self._origins_lock:
             origins = self._origins
             if len(origins) >= self._origins_cap:
-                for name, holders in list(origins.items()):
-                    holders[:] = [(r, k) for r, k in holders if k in r.cache.entries]
-                    if not holders:
-                        del origins[name]
+                _prune(origins)
                 if len(origins) >= self._origins_cap:
                     origins.clear()  # entries not listed only age out by their TTL
             holders = origins.setdefault(record, [])
@@ -298,6 +292,14 @@ class ServiceRegistry:
         driver, self._sync_driver = self._sync_driver, None
         if driver is not None and driver is not getattr(self.relay, "_sync_driver", None):
             driver.client.close()
+
+
+def _prune(index: dict[str, list[tuple[ServiceRuntime, Hashable]]]) -> None:
+    """Drop the cache keys that have left their cache, and the names left with none."""
+    for name, held in list(index.items()):
+        held[:] = [(runtime, key) for runtime, key in held if key in runtime.cache.entries]
+        if not held:
+            del index[name]
 
 
 def _shared_store(relay: Relay, runtimes: Iterable[ServiceRuntime]) -> SharedTokenStore | None:

@@ -43,8 +43,9 @@ from ..errors import (
     ReauthorizationRequired,
     TokenStoreUnavailable,
     UpstreamError,
+    failure_code,
 )
-from ..observability import bounded, grant_label
+from ..observability import bounded, token_request_metrics
 from ..principal import Credentials, Principal
 from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, request_token
 from ..tokens.client_auth import ClientAuthenticator
@@ -168,7 +169,7 @@ def _acquire_once(
             "the token store is unavailable", service=runtime.name, retry_after=exc.retry_after or 1
         ) from None
     except AuthRelayError as exc:
-        metrics.incr("failures", target=runtime.name, flow=_code(exc))
+        metrics.incr("failures", target=runtime.name, flow=bounded(failure_code(exc)))
         metrics.observe("acquire", time.perf_counter() - started, target=runtime.name)
         if isinstance(exc, UpstreamError):
             cache.fail(key, exc, runtime.settings.negative_cache_ttl)
@@ -188,12 +189,6 @@ def _acquire_once(
     return entry
 
 
-def _code(exc: AuthRelayError) -> str:
-    """The failure's label: the OAuth error code the token endpoint gave, else ours."""
-    oauth_error = getattr(exc, "oauth_error", None)
-    return bounded(oauth_error if isinstance(oauth_error, str) and oauth_error else exc.error)
-
-
 def _fetch(
     runtime: ServiceRuntime,
     flow: str,
@@ -208,10 +203,11 @@ def _fetch(
         connector = settings.connector
         assert connector is not None
         source = runtime.registry.user_tokens
-        login_url = f"{runtime.registry.relay.prefix}/{connector}/login"
         if source is None or principal.kind == "anonymous":
             raise ReauthorizationRequired(
-                "connect this account first", connector=connector, login_url=login_url
+                "connect this account first",
+                connector=connector,
+                login_url=_login_url(runtime, connector),
             )
         user_token: AccessToken = yield from source.user_token(
             principal, connector, scopes, force_refresh=force
@@ -222,12 +218,7 @@ def _fetch(
         return (yield from _entra_agent(runtime, agent, options, scopes))
     if flow == "client_credentials":
         auth = agent.auth if agent is not None else runtime.auth
-        form = client_credentials_form(
-            scopes=scopes,
-            audience=settings.audience,
-            resource=settings.resource,
-            extra=_extra(runtime, options),
-        )
+        form = _app_form(runtime, options, scopes)
         response = yield from _post(runtime, options, form, auth, scopes, user_grant=False)
         return runtime.registry.token_from(response, runtime, scopes, not_after=None)
     token, not_after = yield from _subject_token(runtime, principal, credentials)
@@ -243,7 +234,7 @@ def _fetch(
         raise ReauthorizationRequired(
             exc.description,
             connector=connector,
-            login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+            login_url=_login_url(runtime, connector),
         ) from None
     return exchanged
 
@@ -302,17 +293,8 @@ def _entra_agent(
     """An Entra agent identity's app token, or its agent user's (``user_fic``) token."""
     endpoint, issuer = yield from token_endpoint(runtime, options)
     blueprint = yield from agent.blueprint_token(runtime.auth, endpoint, issuer)
-    settings = runtime.settings
     if options.agent_user is None and options.agent_user_id is None:
-        form = agent.assertion_form(
-            client_credentials_form(
-                scopes=scopes,
-                audience=settings.audience,
-                resource=settings.resource,
-                extra=_extra(runtime, options),
-            ),
-            blueprint,
-        )
+        form = agent.assertion_form(_app_form(runtime, options, scopes), blueprint)
     else:
         credential = yield from agent.identity_token(blueprint, endpoint, issuer)
         form = user_fic_form(
@@ -341,7 +323,7 @@ def _subject_token(
             raise ReauthorizationRequired(
                 "sign in to use this service",
                 connector=connector,
-                login_url=f"{runtime.registry.relay.prefix}/{connector}/login",
+                login_url=_login_url(runtime, connector),
             )
         # Refreshed through the connector's rotation when due: never an expired token.
         user_token: AccessToken = yield from source.user_token(
@@ -359,6 +341,24 @@ def _subject_token(
     if not_after is not None and not_after <= runtime.clock():
         raise MissingCredentials("the caller's bearer token has expired")
     return token, not_after
+
+
+def _login_url(runtime: ServiceRuntime, connector: str) -> str:
+    """Where the user (re)connects ``connector``."""
+    return f"{runtime.registry.relay.prefix}/{connector}/login"
+
+
+def _app_form(
+    runtime: ServiceRuntime, options: CallOptions, scopes: tuple[str, ...]
+) -> dict[str, str]:
+    """The ``client_credentials`` form of an app token for this service."""
+    settings = runtime.settings
+    return client_credentials_form(
+        scopes=scopes,
+        audience=settings.audience,
+        resource=settings.resource,
+        extra=_extra(runtime, options),
+    )
 
 
 def _extra(runtime: ServiceRuntime, options: CallOptions) -> list[tuple[str, str]]:
@@ -404,9 +404,7 @@ def _post(
     http = relay.settings.http
     flow = runtime.effective_flow(options)
     relay.metrics.incr("token_endpoint_calls", target=runtime.name, flow=flow)
-    grant = grant_label(form.get("grant_type", ""))
-    started = time.perf_counter()
-    try:
+    with token_request_metrics(relay.metrics, runtime.name, flow, form.get("grant_type", "")):
         response = yield from request_token(
             endpoint,
             form,
@@ -418,10 +416,4 @@ def _post(
             timeout=http.token_timeout,
             expect_issued_token_type=expect_issued,
         )
-    except AuthRelayError as exc:
-        relay.metrics.token_request(
-            runtime.name, flow, grant, _code(exc), time.perf_counter() - started
-        )
-        raise
-    relay.metrics.token_request(runtime.name, flow, grant, "success", time.perf_counter() - started)
     return response

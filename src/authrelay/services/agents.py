@@ -13,13 +13,12 @@ secret showing up anywhere (only the client id is ever printed).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from .._io import Flow, Shared
-from ..errors import AuthRelayError, UpstreamError
-from ..observability import grant_label
+from ..errors import UpstreamError
+from ..observability import token_request_metrics
 from ..settings import AgentSettings
 from ..tokens import SAFE, AccessToken, CachedToken, ErrorContext, RetryPolicy, TokenCache
 from ..tokens import request_token as _request_token
@@ -126,32 +125,22 @@ class AgentRuntime:
             raise failure
         http = self.registry.relay.settings.http
         metrics = self.registry.relay.metrics
-        started = time.perf_counter()
-        outcome = "other"
+        grant_type = form.get("grant_type", "")
         try:
-            response = yield from _request_token(
-                endpoint,
-                form,
-                auth,
-                issuer=issuer,
-                policy=RetryPolicy(SAFE, 2, http.token_timeout),
-                context=ErrorContext(service=f"agent:{self.name}", user_grant=False),
-                max_bytes=http.max_token_bytes,
-                timeout=http.token_timeout,
-            )
+            with token_request_metrics(metrics, f"agent:{self.name}", "agent", grant_type):
+                response = yield from _request_token(
+                    endpoint,
+                    form,
+                    auth,
+                    issuer=issuer,
+                    policy=RetryPolicy(SAFE, 2, http.token_timeout),
+                    context=ErrorContext(service=f"agent:{self.name}", user_grant=False),
+                    max_bytes=http.max_token_bytes,
+                    timeout=http.token_timeout,
+                )
         except UpstreamError as exc:
-            outcome = str(getattr(exc, "oauth_error", None) or exc.error)
             self.cache.fail(key, exc, _NEGATIVE_TTL)
             raise
-        except AuthRelayError as exc:
-            outcome = exc.error
-            raise
-        else:
-            outcome = "success"
-        finally:
-            seconds = time.perf_counter() - started
-            grant = grant_label(form.get("grant_type", ""))
-            metrics.token_request(f"agent:{self.name}", "agent", grant, outcome, seconds)
         now = self.registry.relay.clock()
         lifetime = response.expires_in or 300.0
         token = AccessToken(response.access_token, now + lifetime, scopes=self.scopes)

@@ -35,6 +35,7 @@ from .._json import parse_value
 from ..errors import AuthRelayError, DownstreamClientError, DownstreamServerError
 from ..observability import span
 from ..principal import Credentials, Principal
+from ..tokens.endpoint import delay_seconds
 from .acquire import header_flow
 from .options import (
     ACTOR_FLOWS,
@@ -79,9 +80,10 @@ class _Wait:
 def _retry_delay(response: httpx.Response, attempt: int) -> float | None:
     """Seconds to wait before retrying ``response``'s request; None when too long."""
     value = response.headers.get("retry-after", "").strip()
+    seconds = delay_seconds(response)
     delay: float
-    if value.isdigit():
-        delay = float(value)
+    if seconds is not None:
+        delay = float(seconds)
     elif value:
         try:
             delay = parsedate_to_datetime(value).timestamp() - time.time()
@@ -344,15 +346,8 @@ class AsyncServiceClient(_Base):
 
     async def authorization_header(self) -> str:
         """The credential's header value (``Bearer …``); from cache whenever it can."""
-        key = self._key
-        if key is _UNSET:
-            key = self._make_key()
-        runtime = self._runtime
-        entry = self._cache.get(key)
-        if entry is not None and entry.use_until > runtime.clock():
-            runtime.hits += 1
-            return entry.header
-        return await self._header(None)
+        header = self._cached()
+        return header if header is not None else await self._header(None)
 
     async def _header(self, stale: str | None) -> str:
         key = self._key
@@ -412,15 +407,8 @@ class SyncServiceClient(_Base):
 
     def authorization_header(self) -> str:
         """The credential's header value (``Bearer …``); from cache whenever it can."""
-        key = self._key
-        if key is _UNSET:
-            key = self._make_key()
-        runtime = self._runtime
-        entry = self._cache.get(key)
-        if entry is not None and entry.use_until > runtime.clock():
-            runtime.hits += 1
-            return entry.header
-        return self._header(None)
+        header = self._cached()
+        return header if header is not None else self._header(None)
 
     def _header(self, stale: str | None) -> str:
         key = self._key

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
-from .core import Duration, check_credentials
+from .core import Duration, WholeSeconds, check_credentials
 
 __all__ = ["ConnectorSettings"]
 
@@ -64,16 +64,16 @@ class ConnectorSettings(Section):
     """OAuth 2.0: profile field → user-info member (``{"sub": "id", "name": "login"}``)."""
     trusted_audiences: list[str] = []
     """Extra ``aud`` values an ID token may carry besides ``client_id`` (ID-02)."""
-    max_age: Annotated[int, Field(ge=0)] | None = None
+    max_age: Annotated[WholeSeconds, Field(ge=0)] | None = None
     """OIDC ``max_age``: sent, and ``auth_time`` checked against it (ID-09)."""
     acr_values: list[str] = []
     """OIDC ``acr_values`` sent with the authorization request (OIDC Core §3.1.2.1)."""
     acr_essential: bool = False
     """Ask for ``acr`` as an Essential Claim with ``acr_values`` (OIDC Core §5.5.1.1) and
     refuse an ID token whose ``acr`` is not one of them (ID-09)."""
-    iat_max_age: Annotated[int, Field(gt=0)] = 600
+    iat_max_age: Annotated[WholeSeconds, Field(gt=0)] = 600
     """How old an ID token's ``iat`` may be at the callback, in seconds (ID-05)."""
-    leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    leeway: Annotated[WholeSeconds, Field(ge=0, le=300)] = 30
     rp_initiated_logout: bool = True
     """OIDC: send the browser to the provider's ``end_session_endpoint`` at logout."""
     end_session_method: Literal["get", "post"] = "get"

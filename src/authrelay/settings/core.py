@@ -7,17 +7,20 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
+from .urls import is_loopback_host
 
 __all__ = [
     "AdminSettings",
     "BearerSettings",
     "ClientSettings",
     "Duration",
+    "DurationOrZero",
     "EventsSettings",
     "HttpSettings",
     "RoutesSettings",
     "SessionSettings",
     "StoreSettings",
+    "WholeSeconds",
 ]
 
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -26,7 +29,35 @@ _ASYMMETRIC = {
     "ES256", "ES384", "ES512", "ES256K", "EdDSA", "Ed25519",
 }  # fmt: skip
 
-Seconds = Annotated[float, Field(gt=0)]
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(value: object) -> object:
+    """``"10m"``, ``"90s"``, ``"2h"``, ``"7d"`` or a number of seconds → seconds."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit is not None else text
+        try:
+            return float(number) * (unit or 1.0)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number of seconds or e.g. '90s', "
+                "'10m', '2h', '7d'"
+            ) from None
+    return value
+
+
+_UNITS_OR_SECONDS = BeforeValidator(_seconds)
+
+Duration = Annotated[float, _UNITS_OR_SECONDS, Field(gt=0)]
+"""Seconds, or a string with a unit: ``"90s"``, ``"10m"``, ``"2h"``, ``"7d"``."""
+
+DurationOrZero = Annotated[float, _UNITS_OR_SECONDS, Field(ge=0)]
+"""A :data:`Duration` that may also be 0."""
+
+WholeSeconds = Annotated[int, _UNITS_OR_SECONDS]
+"""A duration in whole seconds (cookie ``Max-Age``, JWT leeway): ``600`` or ``"10m"``."""
 
 
 class SessionSettings(Section):
@@ -34,11 +65,11 @@ class SessionSettings(Section):
 
     cookie_name: str | None = None
     """Defaults to ``__Host-authrelay`` (``authrelay`` when ``dev_insecure_cookies``)."""
-    max_age: Annotated[int, Field(gt=0)] = 12 * 3600
+    max_age: Annotated[WholeSeconds, Field(gt=0)] = 12 * 3600
     """Absolute timeout in seconds (SE-05), counted from sign-in."""
-    idle_timeout: Annotated[int, Field(gt=0)] = 30 * 60
+    idle_timeout: Annotated[WholeSeconds, Field(gt=0)] = 30 * 60
     """Idle timeout in seconds (SE-05); activity renews the cookie (rolling)."""
-    renew_after: Annotated[int, Field(ge=0)] = 60
+    renew_after: Annotated[WholeSeconds, Field(ge=0)] = 60
     """Re-issue the cookie at most once per this many seconds of activity."""
     same_site: Literal["lax", "strict"] = "lax"
     dev_insecure_cookies: bool = False
@@ -99,7 +130,7 @@ class BearerSettings(Section):
     """Accepted ``aud`` values; one of them must be in the token (JW-06)."""
     algorithms: list[str] = list(DEFAULT_ALGORITHMS)
     profile: Literal["rfc9068", "legacy"] = "rfc9068"
-    leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    leeway: Annotated[WholeSeconds, Field(ge=0, le=300)] = 30
     required_scopes: list[str] = []
     jwks_uri: str | None = None
     """Skip discovery and use this JWKS URL (must be on the issuer's origin or configured)."""
@@ -108,9 +139,9 @@ class BearerSettings(Section):
     """Enables opaque tokens (RFC 7662); a JWT-shaped token is still checked locally."""
     introspection_client: ClientSettings | None = None
     """Credentials for introspection; defaults to the top-level ``client``."""
-    introspection_cache_ttl: Annotated[int, Field(ge=0)] = 60
-    introspection_negative_ttl: Annotated[int, Field(ge=0, le=10)] = 10
-    jwks_refresh_cooldown: Annotated[int, Field(ge=1)] = 30
+    introspection_cache_ttl: Annotated[WholeSeconds, Field(ge=0)] = 60
+    introspection_negative_ttl: Annotated[WholeSeconds, Field(ge=0, le=10)] = 10
+    jwks_refresh_cooldown: Annotated[WholeSeconds, Field(ge=1)] = 30
     cache_size: Annotated[int, Field(ge=1)] = 10_000
     accept_form_body: bool = False
     """RFC 6750 §2.2 form-encoded body tokens; off by default (BR-02)."""
@@ -189,7 +220,7 @@ class StoreSettings(Section):
 
     url: str = "memory://"
     key_prefix: str = "authrelay:"
-    timeout: Annotated[float, Field(gt=0)] = 0.5
+    timeout: Duration = 0.5
     """Per-operation timeout (Redis 0.5 s; SQLite uses a 5 s busy timeout) (ST-08)."""
     replica_acks: Annotated[int, Field(ge=0, le=16)] = 0
     """Redis with replicas: after each write, wait (``WAIT``, at most 80 % of ``timeout``)
@@ -220,12 +251,12 @@ class StoreSettings(Section):
 class HttpSettings(Section):
     """Limits for calls to identity providers (TR-03)."""
 
-    connect_timeout: Seconds = 3.0
-    token_timeout: Seconds = 10.0
-    metadata_timeout: Seconds = 5.0
+    connect_timeout: Duration = 3.0
+    token_timeout: Duration = 10.0
+    metadata_timeout: Duration = 5.0
     max_metadata_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
     max_token_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
-    jwks_max_stale: Seconds = 24 * 3600.0
+    jwks_max_stale: Duration = 24 * 3600.0
     """Longest a JWKS is used after its last successful fetch while refetches fail; after
     that, tokens get 503 rather than trust keys the issuer may have revoked."""
     allow_insecure_loopback: bool = False
@@ -241,32 +272,9 @@ class AdminSettings(Section):
         "authrelay.admin"
     )
     """The scope a caller's bearer token must carry; a session cookie is never enough."""
-    refresh_interval: Annotated[float, Field(gt=0, le=300)] = 5.0
+    refresh_interval: Annotated[Duration, Field(le=300)] = 5.0
     """Seconds a worker trusts its copy of the connector records before it checks the store
     again (one read); on Redis a change is also heard at once through invalidation."""
-
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _seconds(value: object) -> object:
-    """``"10m"``, ``"90s"``, ``"2h"``, ``"7d"`` or a number of seconds → seconds."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        unit = _UNITS.get(text[-1:]) if text else None
-        number = text[:-1] if unit is not None else text
-        try:
-            return float(number) * (unit or 1.0)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a duration; write a number of seconds or e.g. '90s', "
-                "'10m', '2h', '7d'"
-            ) from None
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
-"""Seconds, or a string with a unit: ``"90s"``, ``"10m"``, ``"2h"``, ``"7d"``."""
 
 
 class EventsSettings(Section):
@@ -291,7 +299,7 @@ class EventsSettings(Section):
         from urllib.parse import urlsplit
 
         parts = urlsplit(value)
-        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        loopback = parts.hostname is not None and is_loopback_host(parts.hostname)
         if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
             raise ValueError("must be an https:// URL (http:// only on a loopback host)")
         if not parts.hostname:

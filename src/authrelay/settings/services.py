@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import Section
-from .core import ClientSettings, check_credentials
+from .core import ClientSettings, Duration, DurationOrZero, WholeSeconds, check_credentials
 
 __all__ = ["AgentSettings", "ApiKeySettings", "Flow", "ServiceSettings"]
 
@@ -110,20 +110,20 @@ class ServiceSettings(Section):
     requested_token_type: str = "urn:ietf:params:oauth:token-type:access_token"
     token_endpoint_params: dict[str, str] = {}
     headers: dict[str, str] = {}
-    timeout: Annotated[float, Field(gt=0)] = 10.0
+    timeout: Duration = 10.0
     max_connections: Annotated[int, Field(gt=0)] = 100
-    expiry_margin: Annotated[int, Field(ge=0)] = 60
-    default_token_lifetime: Annotated[int, Field(gt=0)] = 300
+    expiry_margin: Annotated[WholeSeconds, Field(ge=0)] = 60
+    default_token_lifetime: Annotated[WholeSeconds, Field(gt=0)] = 300
     """Lifetime assumed for tokens issued without ``expires_in``."""
     cache_size: Annotated[int, Field(gt=0)] = 10_000
     """Most tokens kept in memory for this service (ST-07)."""
     cache_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
     """Most bytes of token material kept in memory for this service (ST-07)."""
-    negative_cache_ttl: Annotated[float, Field(ge=0, le=30)] = 2.0
+    negative_cache_ttl: Annotated[DurationOrZero, Field(le=30)] = 2.0
     """Seconds a failed acquisition is remembered, so a down provider is not hammered."""
     token_retries: Annotated[int, Field(ge=0, le=5)] = 2
     """Retries of a failed token request (CL-02: at most 2 by default)."""
-    token_retry_deadline: Annotated[float, Field(gt=0)] = 10.0
+    token_retry_deadline: Duration = 10.0
     """Total seconds the token request with its retries may take."""
     retry_on_401: bool = True
     """A downstream 401 drops the token, acquires a fresh one and retries once (DS-03)."""

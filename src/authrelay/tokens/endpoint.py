@@ -46,7 +46,15 @@ from .client_auth import ClientAuthenticator
 from .errors import TokenEndpointUnavailable
 from .model import TokenResponse, usable_token
 
-__all__ = ["NEVER", "SAFE", "UNREACHED", "ErrorContext", "RetryPolicy", "request_token"]
+__all__ = [
+    "NEVER",
+    "SAFE",
+    "UNREACHED",
+    "ErrorContext",
+    "RetryPolicy",
+    "delay_seconds",
+    "request_token",
+]
 
 logger = logging.getLogger("authrelay.tokens")
 
@@ -163,6 +171,16 @@ def _up(context: ErrorContext) -> dict[str, Any]:
 def _backoff(attempt: int) -> float:
     # Exponential backoff with full jitter.
     return random.uniform(0, _BASE_DELAY * (2**attempt))
+
+
+def delay_seconds(response: httpx.Response) -> int | None:
+    """The ``Retry-After`` header as delay-seconds (RFC 9110 §10.2.3: ASCII digits), else None.
+
+    An HTTP-date or anything else is None; so are look-alike digits such as ``²``, which
+    ``str.isdigit`` accepts but ``int`` refuses.
+    """
+    value = response.headers.get("retry-after", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
