@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import _io
@@ -35,15 +36,15 @@ logger = logging.getLogger("authrelay.connectors.par")
 
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")  # RFC 6749 §A.7
 _REQUEST_URI = re.compile(r"[\x21-\x7e]{1,1024}")
-_warned: set[str] = set()
+_warned: weakref.WeakSet[Connector] = weakref.WeakSet()  # once per connector
 
 
 def uses_par(connector: Connector, endpoints: Endpoints) -> bool:
     """Whether this login pushes its request (raises when ``par = true`` cannot be honoured)."""
     setting = connector.settings.par
     if setting is False:
-        if endpoints.require_pushed_authorization_requests and connector.name not in _warned:
-            _warned.add(connector.name)
+        if endpoints.require_pushed_authorization_requests and connector not in _warned:
+            _warned.add(connector)
             logger.warning(
                 "par_required connector=%s: the provider requires pushed authorization "
                 "requests (require_pushed_authorization_requests) but par = false; it will "
