@@ -5,7 +5,8 @@ exactly and a bad one gets an error page, never a redirect (RFC 6749 §3.1.2.4, 
 RFC 9700 §4.1); PKCE is S256 only and mandatory for public clients (RFC 7636 §4.2,
 RFC 9700 §2.1.1); every authorization response carries ``iss`` (RFC 9207 §2); only
 ``response_type=code`` exists (RFC 9700 §2.1.2). The login form is bound to a cookie so a
-cross-site POST cannot sign a victim in.
+cross-site POST cannot sign a victim in. A pushed request (RFC 9126 §4) is used once, with
+``client_id`` and ``request_uri`` only; with ``require_par`` a plain request is refused.
 """
 
 from __future__ import annotations
