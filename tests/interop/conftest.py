@@ -71,3 +71,13 @@ def oidc_token_exchange_provider(
     exchange its opaque access tokens (RFC 8693) for tokens of a configured resource."""
     settings = dataclasses.replace(oidc_provider_settings, profile="token-exchange")
     yield from _started(settings, tmp_path_factory.mktemp("oidc-provider-tx"))
+
+
+@pytest.fixture(scope="session")
+def oidc_par_provider(
+    oidc_provider_settings: OidcProviderSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OidcProvider]:
+    """oidc-provider in the ``par`` profile: pushed authorization requests (RFC 9126) are
+    required, a plain authorization request is refused."""
+    settings = dataclasses.replace(oidc_provider_settings, profile="par")
+    yield from _started(settings, tmp_path_factory.mktemp("oidc-provider-par"))

@@ -79,7 +79,7 @@ class OidcProviderSettings:
     """``server.mjs`` profile: ``"default"``, or ``"resource-server"`` (resource indicators
     with a default resource: code-flow access tokens are JWTs for an API, which UserInfo
     refuses), or ``"token-exchange"`` (``"default"`` plus an RFC 8693 grant for the relying
-    party's client)."""
+    party's client), or ``"par"`` (pushed authorization requests required, RFC 9126)."""
     default_resource: str | None = None
     """The ``resource-server`` profile's default resource (else the first JWT resource)."""
 

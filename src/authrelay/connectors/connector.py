@@ -59,6 +59,9 @@ class Endpoints:
     revocation: str | None = None
     end_session: str | None = None
     iss_parameter_supported: bool = False
+    pushed_authorization_request: str | None = None
+    """The PAR endpoint (RFC 9126 §5)."""
+    require_pushed_authorization_requests: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,13 @@ class Connector:
         self.issuer = self._url(settings.issuer or (preset.issuer if preset else None))
         self._static = self._static_endpoints(preset)
         use_discovery = self.kind == "oidc" and settings.discovery and not self.multi_tenant
+        if settings.par is True and not (
+            use_discovery or self._static["pushed_authorization_request"]
+        ):
+            raise ConfigurationError(
+                f"connectors.{name}.pushed_authorization_request_endpoint: required with "
+                "par = true when the endpoints are not discovered"
+            )
         self.discovery: Discovery | None = None
         try:
             if use_discovery and self.issuer:
@@ -183,6 +193,7 @@ class Connector:
             "revocation": s.revocation_endpoint or (preset.revocation_endpoint if preset else None),
             "end_session": s.end_session_endpoint
             or (preset.end_session_endpoint if preset else None),
+            "pushed_authorization_request": s.pushed_authorization_request_endpoint,
         }
         for key, value in list(found.items()):
             url = self._url(value or None)
@@ -224,6 +235,11 @@ class Connector:
             # RFC 9207 §3
             iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported")
             is True,
+            pushed_authorization_request=pick(  # RFC 9126 §5
+                "pushed_authorization_request", "pushed_authorization_request_endpoint"
+            ),
+            require_pushed_authorization_requests=doc.get("require_pushed_authorization_requests")
+            is True,
         )
 
     def jwks(self, uri: str) -> JwksCache:
@@ -244,18 +260,22 @@ class Connector:
 
     # -- token endpoint -----------------------------------------------------------------
 
-    def token_request(self, url: str, data: dict[str, str]) -> httpx.Request:
-        """A POST to the token (or revocation) endpoint with client authentication.
+    def token_request(
+        self, url: str, data: dict[str, str], *, audience: str | None = None
+    ) -> httpx.Request:
+        """A POST to the token (revocation, PAR) endpoint with client authentication.
 
         ``private_key_jwt`` assertions name the issuer as ``aud`` when there is one
-        (AC-11), else ``url``; each carries a fresh ``jti`` and lives 60 s.
+        (AC-11), else ``audience`` or ``url``; each carries a fresh ``jti`` and lives 60 s.
         """
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
         }
         form = dict(data)
-        self.auth.apply(form, headers, token_endpoint=url, issuer=self._assertion_issuer)
+        self.auth.apply(
+            form, headers, token_endpoint=audience or url, issuer=self._assertion_issuer
+        )
         return httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
 
     def call_token_endpoint(

@@ -50,6 +50,7 @@ from ..stores.tokens import StoredTokens, Transaction
 from .connector import Connector, TokenEndpointError
 from .idtoken import checked_userinfo, fetch_userinfo, validate_id_token
 from .metadata import Profile
+from .par import front_channel_uri, push_authorization_request, uses_par
 from .params import VSCHAR, Untouched, check_callback_parameters, unconfigured_issuer
 from .preauth import PreAuthCookie
 
@@ -134,6 +135,7 @@ class LoginFlows:
                 if _SCOPE.fullmatch(scope) and scope not in scopes:
                     scopes.append(scope)
         endpoints = yield from connector.endpoints()
+        pushed = uses_par(connector, endpoints)  # RFC 9126 (PAR-02)
         state, nonce, verifier, binding = (random_token(32) for _ in range(4))
         redirect_uri = self.redirect_uri(connector, request)
         tx = Transaction(
@@ -175,15 +177,19 @@ class LoginFlows:
             if connector.settings.acr_essential:  # OIDC Core §5.5.1.1
                 claims = {"id_token": {"acr": {"essential": True, "values": acr_values}}}
                 params["claims"] = json.dumps(claims, separators=(",", ":"))
-        uri = prepare_grant_uri(  # RFC 6749 §4.1.1: added to the endpoint's own query
-            endpoints.authorization,
-            params.pop("client_id"),
-            params.pop("response_type"),
-            redirect_uri=params.pop("redirect_uri"),
-            scope=params.pop("scope"),
-            state=params.pop("state"),
-            **params,
-        )
+        if pushed:  # PAR-01: everything goes over the back channel
+            request_uri = yield from push_authorization_request(connector, endpoints, params)
+            uri = front_channel_uri(endpoints.authorization, connector.client_id, request_uri)
+        else:
+            uri = prepare_grant_uri(  # RFC 6749 §4.1.1: added to the endpoint's own query
+                endpoints.authorization,
+                params.pop("client_id"),
+                params.pop("response_type"),
+                redirect_uri=params.pop("redirect_uri"),
+                scope=params.pop("scope"),
+                state=params.pop("state"),
+                **params,
+            )
         response = redirect(
             uri, 302, [("referrer-policy", "no-referrer")]
         )  # the provider never sees our URL

@@ -39,6 +39,12 @@ class ConnectorSettings(Section):
     jwks_uri: str | None = None
     revocation_endpoint: str | None = None
     end_session_endpoint: str | None = None
+    pushed_authorization_request_endpoint: str | None = None
+    """Without discovery: the provider's PAR endpoint (RFC 9126 §5)."""
+    par: bool | Literal["auto"] = "auto"
+    """Pushed authorization requests (RFC 9126): ``auto`` uses them when the provider's
+    metadata says ``require_pushed_authorization_requests``; ``true`` always (the provider
+    must publish a ``pushed_authorization_request_endpoint``); ``false`` never."""
     tenant: str | None = None
     """Microsoft: tenant id or ``common`` / ``organizations`` / ``consumers``."""
     id_token_signed_response_alg: str = "RS256"

@@ -35,6 +35,7 @@ ENDPOINTS = {
     "/authorize": "authorize",
     "/authorize/login": "login",
     "/token": "token",
+    "/par": "par",
     "/userinfo": "userinfo",
     "/introspect": "introspect",
     "/revoke": "revoke",

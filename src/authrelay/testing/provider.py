@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 
 from .endpoints.authorize import authorize_routes
 from .endpoints.metadata import metadata_routes
+from .endpoints.par import par_routes
 from .endpoints.token import token_routes
 from .faults import Counters, FaultLayer, Faults, issuer_path_of
 from .keys import KeyChoice, SigningKeys
@@ -67,6 +68,7 @@ class IdentityProvider:
         clock: Callable[[], float] = time.time,
         key_algs: Sequence[str] = ("RS256", "ES256"),
         agent_identities: Sequence[AgentIdentity] = (),
+        require_par: bool = False,
     ) -> None:
         self._issuer = issuer.rstrip("/") if issuer else None
         self.clients: dict[str, OAuthClient] = {c.client_id: c for c in clients}
@@ -83,6 +85,8 @@ class IdentityProvider:
             raise ValueError(f"auto_approve={auto_approve!r} is not a registered user sub")
         self.auto_approve = auto_approve
         self.login_form = login_form
+        self.require_par = require_par
+        """Refuse authorization requests that were not pushed (RFC 9126 §5)."""
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self.id_token_ttl = id_token_ttl
@@ -101,7 +105,12 @@ class IdentityProvider:
         self._lock = threading.Lock()
         self._next_logins: list[str] = []
         self._denials: list[str] = []
-        routes = [*metadata_routes(self), *authorize_routes(self), *token_routes(self)]
+        routes = [
+            *metadata_routes(self),
+            *authorize_routes(self),
+            *token_routes(self),
+            *par_routes(self),
+        ]
         self.app = FaultLayer(
             Starlette(routes=routes),
             faults=self.faults,

@@ -92,6 +92,8 @@ class ProviderState:
         self.jtis: dict[str, float] = {}
         self.sessions: dict[str, tuple[str, int]] = {}
         self.login_transactions: dict[str, dict[str, Any]] = {}
+        # Pushed authorization requests (RFC 9126): request_uri → (params, expires_at).
+        self.pushed: dict[str, tuple[dict[str, str], float]] = {}
         # Raw refresh tokens per subject, so tests can inspect rotation outcomes.
         self.refresh_by_sub: dict[str, list[str]] = {}
 
@@ -158,6 +160,19 @@ class ProviderState:
             first = not record.used
             record.used = True
             return record, first
+
+    def push(self, request_uri: str, params: dict[str, str], expires_at: float) -> None:
+        """Keep a pushed authorization request until it is used or expires."""
+        with self.lock:
+            self.pushed[request_uri] = (dict(params), expires_at)
+
+    def take_pushed(self, request_uri: str, now: float) -> dict[str, str] | None:
+        """The pushed request's parameters, once (RFC 9126 §4); None if unknown or expired."""
+        with self.lock:
+            for key in [k for k, (_, exp) in self.pushed.items() if exp <= now]:
+                del self.pushed[key]
+            found = self.pushed.pop(request_uri, None)
+            return None if found is None else found[0]
 
     def use_jti(self, client_id: str, jti: str, expires_at: float, now: float) -> bool:
         """Record a client assertion ``jti``; False if it was seen before (RFC 7523 §3)."""

@@ -13,6 +13,8 @@
 //   "token-exchange"   "default" plus a small RFC 8693 token-exchange grant (oidc-provider
 //                      has none built in): the relying party's client may exchange an
 //                      opaque access token it holds for one for a configured resource.
+//   "par"              "default" with pushed authorization requests required (RFC 9126):
+//                      a plain authorization request is refused.
 //
 // The JSON configuration written by tests/interop/conftest.py:
 //   {
@@ -88,7 +90,7 @@ const resources = config.resources ?? {
 const ACCESS_TOKEN_TTL = 300;
 
 const profile = argv.profile ?? process.env.OP_PROFILE ?? config.profile ?? 'default';
-const PROFILES = ['default', 'resource-server', 'token-exchange'];
+const PROFILES = ['default', 'resource-server', 'token-exchange', 'par'];
 if (!PROFILES.includes(profile)) {
   console.error(`server.mjs: unknown profile ${profile} (one of ${PROFILES.join(', ')})`);
   process.exit(2);
@@ -163,6 +165,10 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    pushedAuthorizationRequests: {
+      enabled: true,
+      requirePushedAuthorizationRequests: profile === 'par',
+    },
     backchannelLogout: { enabled: true },
     registration: {
       enabled: Boolean(config.initial_access_token),

@@ -5,7 +5,8 @@ exactly and a bad one gets an error page, never a redirect (RFC 6749 §3.1.2.4, 
 RFC 9700 §4.1); PKCE is S256 only and mandatory for public clients (RFC 7636 §4.2,
 RFC 9700 §2.1.1); every authorization response carries ``iss`` (RFC 9207 §2); only
 ``response_type=code`` exists (RFC 9700 §2.1.2). The login form is bound to a cookie so a
-cross-site POST cannot sign a victim in.
+cross-site POST cannot sign a victim in. A pushed request (RFC 9126 §4) is used once, with
+``client_id`` and ``request_uri`` only; with ``require_par`` a plain request is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from ..models import OAuthClient
     from ..provider import IdentityProvider
 
-__all__ = ["authorize_routes"]
+__all__ = ["authorize_routes", "check_request", "resources_of"]
 
 SESSION_COOKIE = "authrelay_idp_session"
 CSRF_COOKIE = "authrelay_idp_csrf"
@@ -97,7 +98,7 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
         code = secrets.token_urlsafe(32)
         scopes = request_params.get("scope", "").split()
         target = resolve_target(
-            idp, client, scopes, resources=_resources(request_params), default_all_scopes=False
+            idp, client, scopes, resources=resources_of(request_params), default_all_scopes=False
         )
         idp.state.put_code(
             code,
@@ -124,6 +125,14 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
             params = parse_params(request.url.query)
         except OAuthError as error:
             return _error_page(error.description)
+        pushed = "request_uri" in params
+        if pushed:  # RFC 9126 §4: client_id and request_uri, nothing else
+            if set(params) != {"client_id", "request_uri"}:
+                return _error_page("with request_uri only client_id may be sent")
+            found = idp.state.take_pushed(params["request_uri"], idp.clock())
+            if found is None or found.get("client_id") != params["client_id"]:
+                return _error_page("request_uri is unknown, expired, used or not this client's")
+            params = found
         client = idp.clients.get(params.get("client_id", ""))
         if client is None:
             return _error_page("unknown or missing client_id")
@@ -132,9 +141,11 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
             return _error_page("redirect_uri is missing or not registered for this client")
         state = params.get("state")
         try:
-            _check_request(client, params)
+            if idp.require_par and not pushed:
+                raise OAuthError("invalid_request", "pushed authorization requests are required")
+            check_request(client, params)
             resolve_target(
-                idp, client, params.get("scope", "").split(), resources=_resources(params)
+                idp, client, params.get("scope", "").split(), resources=resources_of(params)
             )
         except OAuthError as error:
             return redirect(
@@ -240,11 +251,13 @@ def authorize_routes(idp: IdentityProvider) -> list[Route]:
     ]
 
 
-def _resources(params: dict[str, str]) -> list[str]:
+def resources_of(params: dict[str, str]) -> list[str]:
+    """The RFC 8707 ``resource`` values of a request."""
     return params["resource"].split(" ") if "resource" in params else []
 
 
-def _check_request(client: OAuthClient, params: dict[str, str]) -> None:
+def check_request(client: OAuthClient, params: dict[str, str]) -> None:
+    """Refuse an authorization request this provider does not serve (RFC 6749 §4.1.2.1)."""
     response_type = params.get("response_type")
     if response_type is None:
         raise OAuthError("invalid_request", "response_type is required")

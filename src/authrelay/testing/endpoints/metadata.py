@@ -42,6 +42,8 @@ def metadata_document(idp: IdentityProvider) -> dict[str, Any]:
         "introspection_endpoint": f"{base}/introspect",
         "revocation_endpoint": f"{base}/revoke",
         "end_session_endpoint": f"{base}/end-session",
+        "pushed_authorization_request_endpoint": f"{base}/par",
+        "require_pushed_authorization_requests": idp.require_par,
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "response_types_supported": ["code"],
