@@ -154,6 +154,8 @@ class AuthRelayMiddleware:
             self.process_view = self._process_view
 
     def __call__(self, request: HttpRequest) -> Any:
+        if self.pipeline.start_pending:  # as in the other shells; with_lifespan starts it earlier
+            self.pipeline.start()
         if self._async:
             return self._acall(request)
         decision = self.pipeline.begin(_view(request, _sync_credentials(request)))
