@@ -1,10 +1,11 @@
 """The ASGI shell: pure ASGI middleware, a plain class that never wraps the request.
 
-Per request it resolves the caller (cache first, then the sans-IO flow on the async
-driver), sets ``scope["user"]``, ``scope["auth"]`` and ``scope["state"]["services"]``,
-serves the connector routes under ``routes.prefix``, and renders authrelay errors the
-app lets propagate. ``lifespan`` passes through untouched; the relay's clients are
-closed when the server shuts down (``lifespan.shutdown``) or on :meth:`aclose`.
+Per request it extracts the view :mod:`authrelay.pipeline` decides on and maps the
+decision: ``scope["user"]``, ``scope["auth"]`` and ``scope["state"]["services"]`` for the
+app, the router's answer under ``routes.prefix`` (flows on the async driver), or the
+error answer; it also renders authrelay errors the app lets propagate. ``lifespan``
+passes through untouched; the relay's clients are closed when the server shuts down
+(``lifespan.shutdown``) or on :meth:`aclose`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The WSGI shell: the same core as the ASGI middleware, driven synchronously.
 
 Sets ``environ["authrelay.principal"]``, ``environ["authrelay.credentials"]`` and
-``environ["authrelay.services"]`` (sync clients), serves the connector routes under
-``routes.prefix`` and renders authrelay errors the app lets propagate before it starts
-responding. Native sync I/O (``httpx.Client``): never an event loop or a thread hop.
+``environ["authrelay.services"]`` (sync clients) as :mod:`authrelay.pipeline` decides,
+serves the router under ``routes.prefix`` and renders authrelay errors the app lets
+propagate before it starts responding. Native sync I/O (``httpx.Client``): never an
+event loop or a thread hop.
 
 Use: ``app = AuthRelayWSGIMiddleware(app, settings=settings)``; for Flask use
 ``authrelay.flask.init_app``, which also renders the errors Flask turns into 500s itself.
