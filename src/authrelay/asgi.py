@@ -1,10 +1,11 @@
 """The ASGI shell: pure ASGI middleware, a plain class that never wraps the request.
 
-Per request it resolves the caller (cache first, then the sans-IO flow on the async
-driver), sets ``scope["user"]``, ``scope["auth"]`` and ``scope["state"]["services"]``,
-serves the connector routes under ``routes.prefix``, and renders authrelay errors the
-app lets propagate. ``lifespan`` passes through untouched; the relay's clients are
-closed when the server shuts down (``lifespan.shutdown``) or on :meth:`aclose`.
+Per request it extracts the view :mod:`authrelay.pipeline` decides on and maps the
+decision: ``scope["user"]``, ``scope["auth"]`` and ``scope["state"]["services"]`` for the
+app, the router's answer under ``routes.prefix`` (flows on the async driver), or the
+error answer; it also renders authrelay errors the app lets propagate. ``lifespan``
+passes through untouched; the relay's clients are closed when the server shuts down
+(``lifespan.shutdown``) or on :meth:`aclose`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,25 @@ from collections.abc import Awaitable, Callable, Iterable
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .declare import check_app
 from .errors import AuthRelayError
-from .identity.resolve import ANONYMOUS_RESOLUTION, Pending, Resolution
-from .principal import ANONYMOUS, NO_CREDENTIALS
+from .pipeline import (
+    BODY_METHODS,
+    MAX_BODY,
+    Decision,
+    Pass,
+    Pipeline,
+    Reject,
+    RequestView,
+    Resolve,
+    Route,
+)
 from .relay import Relay
-from .responses import Response, error_response, json_response
-from .routing import AuthRequest
+from .responses import Response
 from .settings import Settings
 
 __all__ = ["AuthRelayMiddleware"]
 
 logger = logging.getLogger("authrelay.asgi")
 
-_MAX_BODY = 64 * 1024
 _NO_STORE = (b"cache-control", b"no-store")
 _PRIVATE = (b"cache-control", b"private")
 _VARY_COOKIE = (b"vary", b"Cookie")
@@ -55,23 +63,14 @@ class AuthRelayMiddleware:
         self.app = app
         self.relay = relay
         self.on_error = on_error
-        self._identity = relay.identity
-        self._services = relay.services
+        self.pipeline = Pipeline(relay, asynchronous=True)
         self._prefix = relay.prefix
-        self._prefix_slash = relay.prefix + "/"
-        # Built once: the anonymous caller's Services binds no one, so every anonymous
-        # request can share it (the clients it makes hold no request state).
-        self._anonymous_services = relay.services.for_request(
-            ANONYMOUS, NO_CREDENTIALS, asynchronous=True
-        )
-        self._start_pending = True
-        """The background loop starts at ``lifespan.startup``, else with the first request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if self._start_pending and kind != "lifespan":
-            self._start_pending = False
-            self.relay.start_background()
+        pipeline = self.pipeline
+        if pipeline.start_pending and kind != "lifespan":
+            pipeline.start()
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
                 receive = self._watch_lifespan(receive, scope.get("app", self.app))
@@ -88,67 +87,52 @@ class AuthRelayMiddleware:
             elif name == b"cookie":
                 text = value.decode("latin-1")
                 cookie = text if cookie is None else f"{cookie}; {text}"
-        if authorization is None and cookie is None:
-            if kind != "http" or not scope["path"].startswith(self._prefix):
-                # The common case: anonymous, not a connector route, nothing to set.
-                state = scope.get("state")
-                if state is None:
-                    scope["state"] = {"services": self._anonymous_services}
-                else:
-                    state["services"] = self._anonymous_services
-                scope["user"] = ANONYMOUS
-                scope["auth"] = NO_CREDENTIALS
-                scope["authrelay"] = self.relay
-                try:
-                    await self.app(scope, receive, send)
-                except AuthRelayError as exc:
-                    await self._app_error(scope, send, exc)
-                return
-            resolution = ANONYMOUS_RESOLUTION  # what ``fast`` answers, without the call
-        else:
-            query = scope.get("query_string", b"")
-            if authorization is None:
-                authorization = []
-            found = self._identity.lookup(authorization, cookie, query)
-            if isinstance(found, Pending):
-                found = await self.relay.async_driver.run(self._identity.complete(found))
-            resolution = found
         path: str = scope["path"]
-        if kind == "http" and (path == self._prefix or path.startswith(self._prefix_slash)):
-            await self._route(scope, receive, send, resolution)
-            return
-        if resolution.error is not None:
-            await self._reject(scope, send, resolution.error)
-            return
-        principal = resolution.principal
+        if (
+            authorization is None
+            and cookie is None
+            and (kind != "http" or not path.startswith(self._prefix))
+        ):
+            # The common case: anonymous, not a route; the pipeline's answer, precomputed.
+            decision: Decision = pipeline.anonymous
+        else:
+            view = RequestView(
+                scope["method"] if kind == "http" else "GET",
+                path if kind == "http" else "",  # a websocket is never a route
+                scope.get("query_string", b""),
+                [] if authorization is None else authorization,
+                cookie,
+            )
+            decision = pipeline.begin(view)
+            if type(decision) is Resolve:
+                decision = await self.relay.async_driver.run(decision.flow)
+            if type(decision) is Route:
+                await self._route(scope, receive, send, decision)
+                return
+            if type(decision) is Reject:
+                await self._reject(scope, send, decision.error)
+                return
+        assert type(decision) is Pass
         state = scope.get("state")
         if state is None:
-            state = scope["state"] = {}
-        scope["user"] = principal
-        if principal is ANONYMOUS:
-            scope["auth"] = NO_CREDENTIALS
-            state["services"] = self._anonymous_services
+            scope["state"] = {"services": decision.services}
         else:
-            scope["auth"] = resolution.credentials
-            state["services"] = self._services.for_request(
-                principal, resolution.credentials, asynchronous=True
-            )
+            state["services"] = decision.services
+        scope["user"] = decision.principal
+        scope["auth"] = decision.credentials
         scope["authrelay"] = self.relay
-        if resolution.private:
-            send = _private(send, resolution.set_cookie)
+        if decision.private:
+            send = _private(send, decision.set_cookie)
         try:
             await self.app(scope, receive, send)
         except AuthRelayError as exc:
-            await self._app_error(scope, send, exc)
-
-    async def _app_error(self, scope: Scope, send: Send, exc: AuthRelayError) -> None:
-        if scope["type"] != "http":
-            raise exc
-        try:
-            await self._reject(scope, send, exc)
-        except Exception:
-            # The response had started: the server refuses a second start.
-            raise exc from None
+            if kind != "http":
+                raise
+            try:
+                await self._reject(scope, send, exc)
+            except Exception:
+                # The response had started: the server refuses a second start.
+                raise exc from None
 
     async def _reject(self, scope: Scope, send: Send, error: AuthRelayError) -> None:
         if scope["type"] == "websocket":
@@ -156,51 +140,26 @@ class AuthRelayMiddleware:
             return
         response = self.on_error(scope, error) if self.on_error is not None else None
         if response is None:
-            accept = None
-            for name, value in scope["headers"]:
-                if name == b"accept":
-                    accept = value.decode("latin-1")
-                    break
-            response = error_response(
-                error, accept=accept, login_url=self.relay.login_url(), path=scope["path"]
-            )
+            response = self.pipeline.error(error, _header(scope, b"accept"), scope["path"])
         await _send_response(send, response)
 
-    async def _route(
-        self, scope: Scope, receive: Receive, send: Send, resolution: Resolution
-    ) -> None:
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            if name == "cookie" and name in headers:  # HTTP/2 may split cookies (RFC 9113 §8.2.3)
-                headers[name] = f"{headers[name]}; {value}"
-            else:
-                headers.setdefault(name, value)
+    async def _route(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        headers = scope_headers(scope)
         body = b""
-        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+        if scope["method"] in BODY_METHODS:
             body_or_none = await _read_body(receive)
             if body_or_none is None:
-                await _send_response(send, json_response({"error": "request_too_large"}, 413))
+                await _send_response(send, self.pipeline.too_large())
                 return
             body = body_or_none
         client = scope.get("client")
-        request = AuthRequest(
-            method=scope["method"],
-            path=scope["path"][len(self._prefix) :] or "/",
-            query_string=scope.get("query_string", b""),
-            headers=headers,
-            identity=resolution,
-            body=body,
+        flow = route.flow(
+            headers,
+            body,
             scheme=scope.get("scheme", "http"),
             client_host=client[0] if client else None,
         )
-        try:
-            response = await self.relay.async_driver.run(self.relay.handle_route(request))
-        except AuthRelayError as exc:
-            response = error_response(exc, accept=headers.get("accept"), path=scope["path"])
-        if resolution.private:
-            response.vary_cookie()
-        await _send_response(send, response)
+        await _send_response(send, await self.relay.async_driver.run(flow))
 
     def _watch_lifespan(self, receive: Receive, app: object) -> Receive:
         async def receive_wrapper() -> Message:
@@ -209,8 +168,7 @@ class AuthRelayMiddleware:
                 # The services routes declare (``@uses``, ``Service()``): a typo stops the app.
                 check_app(app, self.relay.services.names)
                 await self.relay.astartup()
-                self._start_pending = False
-                self.relay.start_background()
+                self.pipeline.start()
             elif message["type"] == "lifespan.shutdown":
                 try:
                     await self.relay.aclose()
@@ -223,6 +181,26 @@ class AuthRelayMiddleware:
     async def aclose(self) -> None:
         """Close the relay's pooled clients and stores."""
         await self.relay.aclose()
+
+
+def scope_headers(scope: Scope) -> dict[str, str]:
+    """Lower-case header names to their first value (split ``Cookie`` values joined)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        if name == "cookie" and name in headers:  # HTTP/2 may split cookies (RFC 9113 §8.2.3)
+            headers[name] = f"{headers[name]}; {value}"
+        else:
+            headers.setdefault(name, value)
+    return headers
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 def _private(send: Send, set_cookie: str | None) -> Send:
@@ -270,7 +248,7 @@ async def _read_body(receive: Callable[[], Awaitable[Message]]) -> bytes | None:
         if message["type"] != "http.request":
             return bytes(body)
         body += message.get("body", b"")
-        if len(body) > _MAX_BODY:
+        if len(body) > MAX_BODY:
             return None
         if not message.get("more_body", False):
             return bytes(body)

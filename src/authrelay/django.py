@@ -36,16 +36,17 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
+from ._io import Flow
 from ._types import ASGIApp, Receive, Scope, Send
+from .asgi import scope_headers
 from .declare import check_app, injected, record, service_names
 from .errors import AuthRelayError
-from .identity.resolve import Resolution
+from .pipeline import BODY_METHODS, MAX_BODY, Pass, Pipeline, Reject, RequestView, Resolve, Route
 from .relay import Relay
-from .responses import Response, error_response, json_response
-from .routing import AuthRequest
+from .responses import Response, error_response
 from .settings import Settings
 from .starlette import check
-from .wsgi import _split_authorization
+from .wsgi import _split_authorization, route_headers
 
 __all__ = ["AuthRelayMiddleware", "get_relay", "require", "to_django", "uses", "with_lifespan"]
 
@@ -54,7 +55,6 @@ logger = logging.getLogger("authrelay.django")
 F = TypeVar("F", bound=Callable[..., Any])
 GetResponse = Callable[[HttpRequest], Any]
 
-_MAX_BODY = 64 * 1024
 _lock = threading.Lock()
 _built: tuple[object, Relay] | None = None
 
@@ -146,54 +146,47 @@ class AuthRelayMiddleware:
         self.get_response = get_response
         self.relay = get_relay()
         check_urls(self.relay)  # Django loads middleware when the server starts
-        self._identity = self.relay.identity
-        self._prefix = self.relay.prefix
-        self._prefix_slash = self.relay.prefix + "/"
         self._async = iscoroutinefunction(get_response)
+        self.pipeline = Pipeline(self.relay, asynchronous=self._async)
         if self._async:
             markcoroutinefunction(self)
             # An attribute, not a method: Django would run a sync hook in a thread.
             self.process_view = self._process_view
 
     def __call__(self, request: HttpRequest) -> Any:
+        if self.pipeline.start_pending:  # as in the other shells; with_lifespan starts it earlier
+            self.pipeline.start()
         if self._async:
             return self._acall(request)
-        authorization, cookie, query = _sync_credentials(request)
-        resolution = self._identity.lookup(authorization, cookie, query)
-        if not isinstance(resolution, Resolution):  # a cache miss: one pass, no second lookup
-            resolution = self.relay.sync_driver.run(self._identity.complete(resolution))
-        if self._under_prefix(request):
-            route = self._route_request(request, resolution)
-            if isinstance(route, Response):
-                return to_django(route)
-            try:
-                return to_django(self.relay.sync_driver.run(self.relay.route_handler(route)))
-            except AuthRelayError as exc:
-                return self._render(request, exc)
-        if resolution.error is not None:
-            return self._render(request, resolution.error)
-        self._attach(request, resolution, asynchronous=False)
-        return _with_cookie(self.get_response(request), resolution)
+        decision = self.pipeline.begin(_view(request, _sync_credentials(request)))
+        if type(decision) is Resolve:
+            decision = self.relay.sync_driver.run(decision.flow)
+        if type(decision) is Route:
+            answer = self._route(request, decision)
+            if isinstance(answer, Response):
+                return to_django(answer)
+            return to_django(self.relay.sync_driver.run(answer))
+        if type(decision) is Reject:
+            return self._render(request, decision.error)
+        assert type(decision) is Pass
+        self._attach(request, decision)
+        return _with_cookie(self.get_response(request), decision)
 
     async def _acall(self, request: HttpRequest) -> Any:
-        authorization, cookie, query = _async_credentials(request)
-        resolution = self._identity.lookup(authorization, cookie, query)
-        if not isinstance(resolution, Resolution):
-            resolution = await self.relay.async_driver.run(self._identity.complete(resolution))
-        if self._under_prefix(request):
-            route = self._route_request(request, resolution)
-            if isinstance(route, Response):
-                return to_django(route)
-            try:
-                answer = await self.relay.async_driver.run(self.relay.route_handler(route))
-            except AuthRelayError as exc:
-                return self._render(request, exc)
-            return to_django(answer)
-        if resolution.error is not None:
-            return self._render(request, resolution.error)
-        self._attach(request, resolution, asynchronous=True)
+        decision = self.pipeline.begin(_view(request, _async_credentials(request)))
+        if type(decision) is Resolve:
+            decision = await self.relay.async_driver.run(decision.flow)
+        if type(decision) is Route:
+            answer = self._route(request, decision)
+            if isinstance(answer, Response):
+                return to_django(answer)
+            return to_django(await self.relay.async_driver.run(answer))
+        if type(decision) is Reject:
+            return self._render(request, decision.error)
+        assert type(decision) is Pass
+        self._attach(request, decision)
         get_response = cast(Callable[[HttpRequest], Awaitable[Any]], self.get_response)
-        return _with_cookie(await get_response(request), resolution)
+        return _with_cookie(await get_response(request), decision)
 
     async def _process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
@@ -211,57 +204,40 @@ class AuthRelayMiddleware:
             return self._render(request, exception)
         return None
 
-    def _under_prefix(self, request: HttpRequest) -> bool:
-        path: str = request.path_info  # TR-04: the path only, never a URL rebuilt from Host
-        return path == self._prefix or path.startswith(self._prefix_slash)
-
-    def _attach(self, request: HttpRequest, resolution: Resolution, *, asynchronous: bool) -> None:
+    def _attach(self, request: HttpRequest, decision: Pass) -> None:
         attributes = cast(Any, request)
-        attributes.principal = resolution.principal
-        attributes.auth_credentials = resolution.credentials
-        attributes.services = self.relay.services.for_request(
-            resolution.principal, resolution.credentials, asynchronous=asynchronous
-        )
+        attributes.principal = decision.principal
+        attributes.auth_credentials = decision.credentials
+        attributes.services = decision.services
         attributes._authrelay_relay = self.relay
 
     def _render(self, request: HttpRequest, error: AuthRelayError) -> HttpResponse:
         return render_error(request, error, self.relay.login_url())
 
-    def _route_request(
-        self, request: HttpRequest, resolution: Resolution
-    ) -> AuthRequest | Response:
+    def _route(self, request: HttpRequest, route: Route) -> Flow[Response] | Response:
+        """The route's flow, or the answer when the body is too large."""
         meta = request.META
         scope = getattr(request, "scope", None)
-        headers: dict[str, str] = {}
-        if scope is not None:
-            for name, value in scope["headers"]:
-                headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
-        else:
-            for key, value in meta.items():
-                if key.startswith("HTTP_"):
-                    headers[key[5:].replace("_", "-").lower()] = value
-            if meta.get("CONTENT_TYPE"):
-                headers["content-type"] = meta["CONTENT_TYPE"]
-        method = request.method or "GET"
-        body = b""
-        if method in ("POST", "PUT", "PATCH", "DELETE"):
-            try:
-                length = int(meta.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > _MAX_BODY:
-                return json_response({"error": "request_too_large"}, 413)
-            body = request.body if length > 0 else b""
-        return AuthRequest(
-            method=method,
-            path=request.path_info[len(self._prefix) :] or "/",
-            query_string=meta.get("QUERY_STRING", "").encode("latin-1"),
-            headers=headers,
-            identity=resolution,
-            body=body,
+        headers = scope_headers(scope) if scope is not None else route_headers(meta)
+        try:
+            length = int(meta.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if route.view.method in BODY_METHODS and length > MAX_BODY:
+            return self.pipeline.too_large()
+        body = request.body if route.view.method in BODY_METHODS and length > 0 else b""
+        return route.flow(
+            headers,
+            body,
             scheme=scope.get("scheme", "http") if scope else meta.get("wsgi.url_scheme", "http"),
             client_host=meta.get("REMOTE_ADDR"),
         )
+
+
+def _view(request: HttpRequest, credentials: tuple[list[str], str | None, bytes]) -> RequestView:
+    authorization, cookie, query = credentials
+    # TR-04: the path only, never a URL rebuilt from Host.
+    return RequestView(request.method or "GET", request.path_info, query, authorization, cookie)
 
 
 def _sync_credentials(request: HttpRequest) -> tuple[list[str], str | None, bytes]:
@@ -307,11 +283,11 @@ def _set_cookie(response: HttpResponseBase, line: str) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
-def _with_cookie(response: Any, resolution: Resolution) -> Any:
+def _with_cookie(response: Any, decision: Pass) -> Any:
     """The app's response; private when it depended on the session cookie (SE-08)."""
-    if resolution.private and isinstance(response, HttpResponseBase):
-        if resolution.set_cookie is not None:
-            _set_cookie(response, resolution.set_cookie)
+    if decision.private and isinstance(response, HttpResponseBase):
+        if decision.set_cookie is not None:
+            _set_cookie(response, decision.set_cookie)
         else:
             patch_vary_headers(response, ("Cookie",))
             if not response.has_header("Cache-Control"):

@@ -26,7 +26,8 @@ from .health import Readiness, readiness
 from .identity.resolve import BearerCheck, IdentityResolver
 from .identity.session import SessionManager
 from .observability import Stats, install_redaction
-from .responses import Response, json_response
+from .responses import Response
+from .router import Router, no_routes
 from .routing import AuthRequest
 from .services import ServiceRegistry
 from .settings import Settings
@@ -65,7 +66,9 @@ class Relay:
         self._async_driver: AsyncDriver | None = None
         self._sync_driver: SyncDriver | None = None
         self._driver_lock = threading.Lock()
-        self.route_handler: Callable[[AuthRequest], Flow[Response]] = _no_routes
+        self.route_handler: Callable[[AuthRequest], Flow[Response]] = no_routes
+        """The connector routes; :attr:`router` serves them with ``/stats`` and not found."""
+        self.router = Router(self)
         try:
             self._build(settings)
         except BaseException:
@@ -158,13 +161,8 @@ class Relay:
             connectors.forget(key)
 
     def handle_route(self, request: AuthRequest) -> Flow[Response]:
-        """Serve a request under ``routes.prefix``: ``/stats`` when enabled, else connectors."""
-        if request.path == "/stats" and self.settings.routes.stats:
-            if request.method != "GET":
-                return json_response({"error": "method_not_allowed"}, 405, [("allow", "GET")])
-            return json_response(self.stats())
-        response = yield from self.route_handler(request)
-        return response
+        """Serve a request under ``routes.prefix`` (:meth:`authrelay.router.Router.handle`)."""
+        return self.router.handle(request)
 
     def login_url(self) -> str | None:
         """Where browsers without a session are sent (E-LOGIN), if anywhere."""
@@ -265,8 +263,3 @@ def _bearer_hits(verifier: Any) -> list[tuple[str, str, str, int]]:
 def _store_label(url: str) -> str:
     scheme = url.split(":", 1)[0].lower()
     return "redis" if scheme.startswith("redis") else scheme
-
-
-def _no_routes(request: AuthRequest) -> Flow[Response]:
-    yield from ()
-    return json_response({"error": "not_found"}, 404)

@@ -48,7 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import AuthRelayError, ConfigurationError, UnknownService
-from .identity.resolve import Resolution
+from .pipeline import Pass, Pipeline, Reject, RequestView, Resolve
 from .principal import ANONYMOUS, NO_CREDENTIALS, Credentials, Principal
 from .prometheus import PrometheusMetrics, prometheus_metrics
 from .relay import Relay
@@ -139,20 +139,21 @@ class Sidecar:
             agent.client_id: name for name, agent in relay.settings.agents.items()
         }
         self._prometheus: PrometheusMetrics | None = None
+        self.pipeline = Pipeline(relay, asynchronous=True)
 
     async def _caller(self, request: Request) -> tuple[Principal, Credentials]:
         authorization = request.headers.getlist("authorization")
         if not authorization:
             raise _Problem(401, "this endpoint needs a bearer token", "unauthorized")
-        identity = self.relay.identity
-        resolution = identity.lookup(authorization, None, b"")
-        if not isinstance(resolution, Resolution):
-            resolution = await self.relay.async_driver.run(identity.complete(resolution))
-        if resolution.error is not None:
-            raise resolution.error
-        if resolution.principal.kind != "bearer":
+        # The sidecar's own paths are never the router's: no path, no cookie, no query.
+        decision = self.pipeline.begin(RequestView(request.method, "", b"", authorization, None))
+        if type(decision) is Resolve:
+            decision = await self.relay.async_driver.run(decision.flow)
+        if type(decision) is Reject:
+            raise decision.error
+        if type(decision) is not Pass or decision.principal.kind != "bearer":
             raise _Problem(401, "this endpoint needs a bearer token", "unauthorized")
-        return resolution.principal, resolution.credentials
+        return decision.principal, decision.credentials
 
     def _client(
         self, name: str, principal: Principal, credentials: Credentials, query: _Query, *,

@@ -1,9 +1,10 @@
 """The WSGI shell: the same core as the ASGI middleware, driven synchronously.
 
 Sets ``environ["authrelay.principal"]``, ``environ["authrelay.credentials"]`` and
-``environ["authrelay.services"]`` (sync clients), serves the connector routes under
-``routes.prefix`` and renders authrelay errors the app lets propagate before it starts
-responding. Native sync I/O (``httpx.Client``): never an event loop or a thread hop.
+``environ["authrelay.services"]`` (sync clients) as :mod:`authrelay.pipeline` decides,
+serves the router under ``routes.prefix`` and renders authrelay errors the app lets
+propagate before it starts responding. Native sync I/O (``httpx.Client``): never an
+event loop or a thread hop.
 
 Use: ``app = AuthRelayWSGIMiddleware(app, settings=settings)``; for Flask use
 ``authrelay.flask.init_app``, which also renders the errors Flask turns into 500s itself.
@@ -18,16 +19,12 @@ from typing import Any
 
 from ._types import Environ, StartResponse, WSGIApp
 from .errors import AuthRelayError
-from .identity.resolve import ANONYMOUS_RESOLUTION, Pending, Resolution
-from .principal import ANONYMOUS, NO_CREDENTIALS
+from .pipeline import BODY_METHODS, MAX_BODY, Pass, Pipeline, Reject, RequestView, Resolve, Route
 from .relay import Relay
-from .responses import Response, error_response, json_response, private_headers
-from .routing import AuthRequest
+from .responses import Response, private_headers
 from .settings import Settings
 
 __all__ = ["AuthRelayWSGIMiddleware", "render"]
-
-_MAX_BODY = 64 * 1024
 
 
 def render(response: Response, start_response: StartResponse) -> list[bytes]:
@@ -66,28 +63,22 @@ class AuthRelayWSGIMiddleware:
             atexit.register(relay.close)
         self.app = app
         self.relay = relay
-        self._identity = relay.identity
-        self._services = relay.services
+        self.pipeline = Pipeline(relay, asynchronous=False)
         self._prefix = relay.prefix
-        self._prefix_slash = relay.prefix + "/"
-        # The anonymous caller's keys, built once: its Services binds no one, so every
-        # anonymous request can share it (the clients it makes hold no request state).
+        # The anonymous caller's keys, built once (the pipeline's precomputed answer).
+        anonymous = self.pipeline.anonymous
         self._anonymous_keys = {
-            "authrelay.principal": ANONYMOUS,
-            "authrelay.credentials": NO_CREDENTIALS,
-            "authrelay.services": relay.services.for_request(
-                ANONYMOUS, NO_CREDENTIALS, asynchronous=False
-            ),
+            "authrelay.principal": anonymous.principal,
+            "authrelay.credentials": anonymous.credentials,
+            "authrelay.services": anonymous.services,
             "authrelay.relay": relay,
         }
-        self._start_pending = True
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self._start_pending:  # after a pre-fork import, in the worker that serves
-            self._start_pending = False
-            self.relay.start_background()
-        # The common case first: no credentials and not a connector route. This path is
-        # what ``_handle`` would do for it, minus the calls (anonymous, nothing to set).
+        if self.pipeline.start_pending:  # after a pre-fork import, in the worker that serves
+            self.pipeline.start()
+        # The common case first: no credentials and not a route, the pipeline's answer
+        # precomputed (anonymous, nothing to set).
         if (
             "HTTP_AUTHORIZATION" not in environ
             and "HTTP_COOKIE" not in environ
@@ -101,35 +92,23 @@ class AuthRelayWSGIMiddleware:
         return self._handle(environ, start_response)
 
     def _handle(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        cookie = environ.get("HTTP_COOKIE")
-        if authorization is None and cookie is None:
-            resolution = ANONYMOUS_RESOLUTION  # what ``fast`` answers, without the call
-        else:
-            # WSGI folds repeated headers into one with ", ": two tokens show as a comma.
-            authz = [] if authorization is None else _split_authorization(authorization)
-            query = environ.get("QUERY_STRING", "").encode("latin-1")
-            found = self._identity.lookup(authz, cookie, query)
-            if isinstance(found, Pending):
-                found = self.relay.sync_driver.run(self._identity.complete(found))
-            resolution = found
-        path = environ.get("PATH_INFO", "/")
-        if path == self._prefix or path.startswith(self._prefix_slash):
-            return render(self._route(environ, path, resolution), start_response)
-        if resolution.error is not None:
-            return render(self._error(environ, resolution.error), start_response)
-        principal = resolution.principal
-        if principal is ANONYMOUS:
+        decision = self.pipeline.begin(view_of(environ))
+        if type(decision) is Resolve:
+            decision = self.relay.sync_driver.run(decision.flow)
+        if type(decision) is Route:
+            return render(self._route(environ, decision), start_response)
+        if type(decision) is Reject:
+            return render(self._error(environ, decision.error), start_response)
+        assert type(decision) is Pass
+        if decision is self.pipeline.anonymous:
             environ.update(self._anonymous_keys)
         else:
-            environ["authrelay.principal"] = principal
-            environ["authrelay.credentials"] = resolution.credentials
-            environ["authrelay.services"] = self._services.for_request(
-                principal, resolution.credentials, asynchronous=False
-            )
+            environ["authrelay.principal"] = decision.principal
+            environ["authrelay.credentials"] = decision.credentials
+            environ["authrelay.services"] = decision.services
             environ["authrelay.relay"] = self.relay
-        if resolution.private:
-            start_response = _private(start_response, resolution.set_cookie)
+        if decision.private:
+            start_response = _private(start_response, decision.set_cookie)
         try:
             return self.app(environ, start_response)
         except AuthRelayError as exc:
@@ -144,47 +123,57 @@ class AuthRelayWSGIMiddleware:
         return [response.body]
 
     def _error(self, environ: Environ, error: AuthRelayError) -> Response:
-        return error_response(
-            error,
-            accept=environ.get("HTTP_ACCEPT"),
-            login_url=self.relay.login_url(),
-            path=_text_path(environ.get("PATH_INFO", "/")),
-        )
+        path = _text_path(environ.get("PATH_INFO", "/"))
+        return self.pipeline.error(error, environ.get("HTTP_ACCEPT"), path)
 
-    def _route(self, environ: Environ, path: str, resolution: Resolution) -> Response:
-        headers: dict[str, str] = {}
-        for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                headers[key[5:].replace("_", "-").lower()] = value
-        if "CONTENT_TYPE" in environ:
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        method = environ.get("REQUEST_METHOD", "GET")
-        body = b""
-        if method in ("POST", "PUT", "PATCH", "DELETE"):
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > _MAX_BODY:
-                return json_response({"error": "request_too_large"}, 413)
-            body = environ["wsgi.input"].read(length) if length > 0 else b""
-        request = AuthRequest(
-            method=method,
-            path=path[len(self._prefix) :] or "/",
-            query_string=environ.get("QUERY_STRING", "").encode("latin-1"),
-            headers=headers,
-            identity=resolution,
-            body=body,
+    def _route(self, environ: Environ, route: Route) -> Response:
+        body = read_body(environ, route.view.method)
+        if body is None:
+            return self.pipeline.too_large()
+        flow = route.flow(
+            route_headers(environ),
+            body,
             scheme=environ.get("wsgi.url_scheme", "http"),
             client_host=environ.get("REMOTE_ADDR"),
         )
-        try:
-            response = self.relay.sync_driver.run(self.relay.handle_route(request))
-        except AuthRelayError as exc:
-            response = error_response(exc, accept=headers.get("accept"), path=path)
-        if resolution.private:
-            response.vary_cookie()
-        return response
+        return self.relay.sync_driver.run(flow)
+
+
+def view_of(environ: Environ) -> RequestView:
+    """The :class:`RequestView` of a WSGI (or Django WSGI) request."""
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    return RequestView(
+        environ.get("REQUEST_METHOD", "GET"),
+        environ.get("PATH_INFO", "/"),
+        environ.get("QUERY_STRING", "").encode("latin-1"),
+        # WSGI folds repeated headers into one with ", ": two tokens show as a comma.
+        [] if authorization is None else _split_authorization(authorization),
+        environ.get("HTTP_COOKIE"),
+    )
+
+
+def route_headers(environ: Environ) -> dict[str, str]:
+    """Lower-case header names to values, from the ``HTTP_*`` keys and ``CONTENT_TYPE``."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+def read_body(environ: Environ, method: str) -> bytes | None:
+    """The request body a route reads; None when it is larger than the cap (413)."""
+    if method not in BODY_METHODS:
+        return b""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY:
+        return None
+    return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
 def _text_path(path: str) -> str:

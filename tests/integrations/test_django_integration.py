@@ -74,3 +74,26 @@ def test_missing_or_double_configuration_is_refused_clearly() -> None:
         pytest.raises(ImproperlyConfigured),
     ):
         get_relay()
+
+
+def test_the_middleware_starts_the_background_loop_with_the_first_request(
+    idp: IdentityProvider, downstream: str
+) -> None:
+    setup_django()
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from django.test.utils import override_settings
+
+    from authrelay.django import AuthRelayMiddleware, get_relay
+
+    mapping = relay_settings(idp.issuer, downstream)
+    mapping["connectors"]["idp"]["refresh_ahead"] = "10m"
+    with override_settings(AUTHRELAY=mapping, AUTHRELAY_SETTINGS_FILE=None):
+        relay = get_relay()
+        middleware = AuthRelayMiddleware(lambda request: HttpResponse("ok"))
+        assert not relay.connectors.maintenance.running  # nothing at import (pre-fork servers)
+        response = middleware(RequestFactory().get("/open"))
+        assert response.status_code == 200
+        assert relay.connectors.maintenance.running
+        relay.close()
+    assert not relay.connectors.maintenance.running
